@@ -1,0 +1,198 @@
+//! Cluster metadata: the topic table and where each partition lives.
+//!
+//! The controller (shard 0) is the only writer: it validates changes, persists the table
+//! (`{log.dir}/__cluster/topics.bin`, rkyv, replaced atomically) and then hands every shard an
+//! immutable image. Shards read their image without locks; a new image replaces it whole.
+//!
+//! Placement rule: partition `p` of topic `t` is owned by shard `(crc32c(t) + p) % shards`, so a
+//! topic's partitions are spread round-robin over the shards from a per-topic starting point.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::runtime::ShardId;
+
+pub const CLUSTER_DIR: &str = "__cluster";
+const TABLE_FILE: &str = "topics.bin";
+pub const TOPIC_NAME_MAX_BYTES: usize = 249;
+
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub id: [u8; 16],
+    pub partitions: u32,
+    pub replication_factor: i16,
+    /// Topic-level overrides, as set by CreateTopics / AlterConfigs.
+    pub overrides: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TopicTable {
+    pub version: u64,
+    pub topics: Vec<TopicRecord>,
+}
+
+/// A topic as shards see it: its record plus the effective config.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    pub record: TopicRecord,
+    pub config: TopicConfig,
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// An immutable view of the cluster that every shard holds.
+#[derive(Debug, Default)]
+pub struct Image {
+    pub version: u64,
+    pub topics: BTreeMap<String, Topic>,
+    pub by_id: BTreeMap<[u8; 16], String>,
+}
+
+impl Image {
+    pub fn build(table: &TopicTable, broker: &BrokerConfig) -> Image {
+        let mut image = Image {
+            version: table.version,
+            ..Image::default()
+        };
+        for record in &table.topics {
+            let overrides: BTreeMap<String, String> = record.overrides.iter().cloned().collect();
+            let config = TopicConfig::with_overrides(
+                &broker.topic_defaults,
+                overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(topic = %record.name, error = %e, "stored topic config invalid; using defaults");
+                broker.topic_defaults.clone()
+            });
+            image.by_id.insert(record.id, record.name.clone());
+            image.topics.insert(
+                record.name.clone(),
+                Topic {
+                    record: record.clone(),
+                    config,
+                    overrides,
+                },
+            );
+        }
+        image
+    }
+
+    pub fn to_table(&self) -> TopicTable {
+        TopicTable {
+            version: self.version,
+            topics: self.topics.values().map(|t| t.record.clone()).collect(),
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
+    pub fn partition_exists(&self, name: &str, partition: i32) -> bool {
+        self.topics
+            .get(name)
+            .is_some_and(|t| partition >= 0 && (partition as u32) < t.record.partitions)
+    }
+}
+
+pub type SharedImage = Arc<Image>;
+
+pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> ShardId {
+    (crc32c::crc32c(topic.as_bytes()) as usize + partition.max(0) as usize) % shards
+}
+
+/// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > TOPIC_NAME_MAX_BYTES {
+        return Err(format!(
+            "topic name is {} bytes; at most {TOPIC_NAME_MAX_BYTES}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name {name:?} contains {c:?}; allowed: [a-zA-Z0-9._-]"));
+    }
+    Ok(())
+}
+
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+pub fn load_table(data_dir: &Path) -> anyhow::Result<TopicTable> {
+    let path = data_dir.join(CLUSTER_DIR).join(TABLE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => rkyv::from_bytes::<TopicTable, rkyv::rancor::Error>(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is unreadable: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TopicTable::default()),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the table durably: to a temporary file, synced, renamed over the old one.
+pub fn store_table(data_dir: &Path, table: &TopicTable) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = data_dir.join(CLUSTER_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(table)
+        .map_err(|e| anyhow::anyhow!("cannot encode topic table: {e}"))?;
+    let tmp = dir.join(format!("{TABLE_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, dir.join(TABLE_FILE))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_a_topic_over_all_shards() {
+        let shards = 4;
+        let mut seen = [0; 4];
+        for p in 0..8 {
+            seen[owner_shard("orders", p, shards)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2, 2]);
+        assert_eq!(owner_shard("orders", 3, 1), 0);
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "a/b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn table_round_trips_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = TopicTable {
+            version: 3,
+            topics: vec![TopicRecord {
+                name: "t".into(),
+                id: [9; 16],
+                partitions: 3,
+                replication_factor: 1,
+                overrides: vec![("retention.ms".into(), "1000".into())],
+            }],
+        };
+        store_table(dir.path(), &table).unwrap();
+        assert_eq!(load_table(dir.path()).unwrap(), table);
+    }
+}

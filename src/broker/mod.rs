@@ -1,0 +1,159 @@
+//! The broker: shards that own partitions, speak Kafka on every core, and pass messages.
+//!
+//! Start-up: every shard joins the mesh; shard 0 (the controller) loads the topic table and
+//! publishes it, each shard opens (recovers) the partitions it owns; then shard 0 binds the
+//! listener and tells the others its port, and every shard accepts on it (SO_REUSEPORT).
+//! Shutdown (SIGTERM/SIGINT): stop accepting, finish in-flight requests, sync and close logs.
+
+pub mod api;
+pub mod connection;
+pub mod metadata;
+pub mod ops;
+pub mod shard;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use crate::config::BrokerConfig;
+use crate::runtime::{self, mesh::MeshSeed, net::Listener, ShardSpec};
+use shard::{Shard, ShardRequest};
+
+/// How often a shard looks at the process-wide stop flag.
+const STOP_POLL_MS: u64 = 50;
+/// How long shutdown waits for connections to finish their in-flight requests.
+const DRAIN_TIMEOUT_MS: u64 = 5_000;
+
+/// Runs the broker until `stop` is set. `on_ready` is called once with the bound address.
+pub fn run(
+    config: BrokerConfig,
+    stop: Arc<AtomicBool>,
+    on_ready: impl Fn(SocketAddr) + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(config.data_dir()).map_err(|e| {
+        anyhow::anyhow!("cannot create log dir {}: {e}", config.data_dir().display())
+    })?;
+    let listener = config
+        .listeners
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no listener configured"))?;
+    let bind: SocketAddr = listener
+        .bind_address()
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("cannot resolve listener {listener}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("listener {listener} resolves to nothing"))?;
+    let spec = ShardSpec {
+        count: config.num_shards,
+        pinning: config.shard_pinning,
+        io_memory_bytes: config.shard_io_memory_bytes,
+    };
+    tracing::info!(
+        shards = spec.count,
+        pinning = spec.pinning,
+        data_dir = %config.data_dir().display(),
+        "starting broker {}",
+        config.broker_id
+    );
+    let config = Arc::new(config);
+    let seed = MeshSeed::new(spec.count);
+    let on_ready = Arc::new(on_ready);
+    runtime::run_shards(&spec, |id| {
+        let config = config.clone();
+        let seed = seed.clone();
+        let stop = stop.clone();
+        let on_ready = on_ready.clone();
+        move || run_shard(id, config, seed, bind, stop, on_ready)
+    })
+}
+
+async fn run_shard(
+    id: usize,
+    config: Arc<BrokerConfig>,
+    seed: MeshSeed<ShardRequest, shard::ShardReply>,
+    bind: SocketAddr,
+    stop: Arc<AtomicBool>,
+    on_ready: Arc<dyn Fn(SocketAddr) + Send + Sync>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let count = config.num_shards;
+    let shard = Shard::new(id, count, config.clone());
+    let mesh = {
+        let shard = shard.clone();
+        seed.join(move |from, request| shard.clone().serve(from, request))
+            .await?
+    };
+    let _ = shard.mesh.set(mesh);
+    runtime::spawn(shard.storage.clone().run_flusher());
+    let listen = shard.wait_listen();
+    let listener = if id == 0 {
+        let table = metadata::load_table(config.data_dir())?;
+        let image = Arc::new(metadata::Image::build(&table, &config));
+        shard.publish_image(image).await?;
+        let listener = Listener::bind(bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let local = listener.local_addr()?;
+        shard.port.set(local.port());
+        for peer in 1..count {
+            shard.call(peer, ShardRequest::Listen(local.port())).await;
+        }
+        tracing::info!(
+            address = %local,
+            partitions = shard.image().topics.values().map(|t| t.record.partitions as usize).sum::<usize>(),
+            startup_ms = started.elapsed().as_secs_f64() * 1e3,
+            "broker ready"
+        );
+        on_ready(local);
+        listener
+    } else {
+        let port = listen
+            .await
+            .map_err(|_| anyhow::anyhow!("shard 0 stopped before start-up finished"))?;
+        shard.port.set(port);
+        let mut address = bind;
+        address.set_port(port);
+        Listener::bind(address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?
+    };
+    runtime::spawn(shard.clone().run_housekeeping());
+    {
+        let shard = shard.clone();
+        runtime::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                runtime::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+            }
+            shard.begin_shutdown();
+        });
+    }
+    accept_loop(&shard, listener).await;
+    // Drain: connections stop reading at the shutdown signal and finish what they started.
+    let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while shard.connections.get() > 0 && Instant::now() < deadline {
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+    shard.close_logs().await;
+    tracing::info!(shard = id, "shard stopped");
+    Ok(())
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: Listener) {
+    let mut shutdown = shard.shutdown_signal().fuse();
+    loop {
+        let accept = listener.accept().fuse();
+        futures::pin_mut!(accept);
+        let stream = futures::select_biased! {
+            _ = shutdown => return,
+            stream = accept => stream,
+        };
+        match stream {
+            Ok(stream) => runtime::spawn(connection::serve(shard.clone(), stream)),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! What a shard does for the partitions it owns, and the controller's topic operations.
+//!
+//! These functions are called for local partitions directly and for remote ones through the
+//! mesh; their inputs and outputs are plain `Send` data, free of protocol versions.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::metadata::{self, Image, TopicRecord};
+use super::shard::{Shard, TopicPartition};
+use crate::config::TopicConfig;
+use crate::protocol::batch;
+use crate::protocol::error_code as code;
+use crate::runtime;
+use crate::storage::{Chunk, LogError};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Produce
+
+pub struct ProduceBatch {
+    pub topic: String,
+    pub partitions: Vec<(i32, Option<BytesMut>)>,
+    pub acks: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProduceResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceResult {
+    pub fn error(topic: &str, partition: i32, error_code: i16, message: Option<String>) -> Self {
+        ProduceResult {
+            topic: topic.to_owned(),
+            partition,
+            error_code,
+            message,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Validates and appends every partition's records now (in call order), then returns a future
+/// that resolves once the appended bytes are durable as `acks` requires.
+pub fn produce_local(
+    shard: &Rc<Shard>,
+    batch: ProduceBatch,
+) -> impl std::future::Future<Output = Vec<ProduceResult>> + 'static {
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.partitions.len());
+    let mut waits = Vec::new();
+    for (partition, records) in batch.partitions {
+        let Some(log) = shard.log(&batch.topic, partition) else {
+            results.push(ProduceResult::error(
+                &batch.topic,
+                partition,
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                None,
+            ));
+            continue;
+        };
+        let Some(records) = records else {
+            results.push(ProduceResult::error(
+                &batch.topic,
+                partition,
+                code::INVALID_RECORD,
+                Some("null record set".into()),
+            ));
+            continue;
+        };
+        let max_bytes = log.config().max_message_bytes as usize;
+        let headers = match batch::validate_record_set(&records, max_bytes) {
+            Ok(headers) => headers,
+            Err(e) => {
+                tracing::debug!(topic = %batch.topic, partition, error = %e, "produce refused");
+                results.push(ProduceResult::error(
+                    &batch.topic,
+                    partition,
+                    e.kafka_code(),
+                    Some(e.to_string()),
+                ));
+                continue;
+            }
+        };
+        match log.append(records, &headers, now) {
+            Ok(info) => {
+                if batch.acks != 0 {
+                    waits.push((results.len(), log.wait_durable(info.last_offset + 1)));
+                }
+                results.push(ProduceResult {
+                    topic: batch.topic.clone(),
+                    partition,
+                    error_code: code::NONE,
+                    message: None,
+                    base_offset: info.base_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: info.log_start_offset,
+                });
+            }
+            Err(e) => results.push(ProduceResult::error(
+                &batch.topic,
+                partition,
+                code::KAFKA_STORAGE_ERROR,
+                Some(e.to_string()),
+            )),
+        }
+    }
+    async move {
+        for (index, wait) in waits {
+            if let Err(reason) = wait.await {
+                let result = &mut results[index];
+                result.error_code = code::KAFKA_STORAGE_ERROR;
+                result.message = Some(reason);
+            }
+        }
+        results
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+#[derive(Debug, Clone)]
+pub struct FetchItem {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub current_leader_epoch: i32,
+}
+
+pub struct FetchResult<R> {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Vec<R>,
+    pub bytes: usize,
+}
+
+impl<R> FetchResult<R> {
+    pub fn map_records<S>(self, f: impl FnMut(R) -> S) -> FetchResult<S> {
+        FetchResult {
+            topic: self.topic,
+            partition: self.partition,
+            error_code: self.error_code,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            records: self.records.into_iter().map(f).collect(),
+            bytes: self.bytes,
+        }
+    }
+
+    fn error(item: &FetchItem, error_code: i16) -> Self {
+        FetchResult {
+            topic: item.topic.clone(),
+            partition: item.partition,
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+pub async fn fetch_local(shard: &Rc<Shard>, items: Vec<FetchItem>) -> Vec<FetchResult<Chunk>> {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(log) = shard.log(&item.topic, item.partition) else {
+            results.push(FetchResult::error(&item, code::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        let epoch = log.leader_epoch();
+        if item.current_leader_epoch >= 0 && item.current_leader_epoch != epoch {
+            let error = if item.current_leader_epoch > epoch {
+                code::UNKNOWN_LEADER_EPOCH
+            } else {
+                code::FENCED_LEADER_EPOCH
+            };
+            results.push(FetchResult::error(&item, error));
+            continue;
+        }
+        match log.read(item.offset, item.max_bytes, None).await {
+            Ok(out) => results.push(FetchResult {
+                topic: item.topic,
+                partition: item.partition,
+                error_code: code::NONE,
+                high_watermark: out.high_watermark,
+                log_start_offset: out.log_start_offset,
+                records: out.chunks,
+                bytes: out.bytes,
+            }),
+            Err(LogError::OffsetOutOfRange { start, .. }) => {
+                let mut result = FetchResult::error(&item, code::OFFSET_OUT_OF_RANGE);
+                result.high_watermark = log.high_watermark();
+                result.log_start_offset = start;
+                results.push(result);
+            }
+            Err(e) => {
+                tracing::error!(topic = %item.topic, partition = item.partition, error = %e, "read failed");
+                results.push(FetchResult::error(&item, code::KAFKA_STORAGE_ERROR));
+            }
+        }
+    }
+    results
+}
+
+/// Waits until one of the partitions has data at or past its offset, or `timeout` passes.
+pub async fn wait_for_data_local(
+    shard: &Rc<Shard>,
+    items: &[(TopicPartition, i64)],
+    timeout: Duration,
+) {
+    let mut waits = Vec::new();
+    for ((topic, partition), offset) in items {
+        if let Some(log) = shard.log(topic, *partition) {
+            match log.wait_for_data(*offset) {
+                None => return,
+                Some(rx) => waits.push(rx),
+            }
+        }
+    }
+    if waits.is_empty() {
+        runtime::sleep(timeout).await;
+        return;
+    }
+    let any = futures::future::select_all(waits);
+    let _ = runtime::timeout(timeout, any).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListOffsets
+
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+
+#[derive(Debug, Clone)]
+pub struct ListOffsetsItem {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub current_leader_epoch: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListOffsetsResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub timestamp: i64,
+    pub offset: i64,
+    pub leader_epoch: i32,
+}
+
+pub async fn list_offsets_local(
+    shard: &Rc<Shard>,
+    items: Vec<ListOffsetsItem>,
+) -> Vec<ListOffsetsResult> {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let mut result = ListOffsetsResult {
+            topic: item.topic.clone(),
+            partition: item.partition,
+            error_code: code::NONE,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: -1,
+        };
+        let Some(log) = shard.log(&item.topic, item.partition) else {
+            result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            results.push(result);
+            continue;
+        };
+        let epoch = log.leader_epoch();
+        if item.current_leader_epoch >= 0 && item.current_leader_epoch != epoch {
+            result.error_code = if item.current_leader_epoch > epoch {
+                code::UNKNOWN_LEADER_EPOCH
+            } else {
+                code::FENCED_LEADER_EPOCH
+            };
+            results.push(result);
+            continue;
+        }
+        result.leader_epoch = epoch;
+        match item.timestamp {
+            LATEST_TIMESTAMP => result.offset = log.high_watermark(),
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => result.offset = log.log_start_offset(),
+            MAX_TIMESTAMP => {
+                if let Some((offset, timestamp)) = log.max_timestamp() {
+                    result.offset = offset;
+                    result.timestamp = timestamp;
+                }
+            }
+            timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp).await {
+                Ok(Some((offset, found))) => {
+                    result.offset = offset;
+                    result.timestamp = found;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "offset for timestamp failed");
+                    result.error_code = code::KAFKA_STORAGE_ERROR;
+                }
+            },
+            _ => result.error_code = code::INVALID_REQUEST,
+        }
+        results.push(result);
+    }
+    results
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controller operations (run on shard 0)
+
+#[derive(Debug, Clone)]
+pub struct CreateTopicSpec {
+    pub name: String,
+    /// -1: the broker default.
+    pub partitions: i32,
+    /// -1: the broker default.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    /// AlterConfigs: the given set replaces all overrides.
+    Replace(Vec<(String, String)>),
+    /// IncrementalAlterConfigs: (key, op, value); op 0 set, 1 delete, 2 append, 3 subtract.
+    Incremental(Vec<(String, i8, Option<String>)>),
+}
+
+#[derive(Debug, Clone)]
+pub enum ControlRequest {
+    CreateTopics {
+        topics: Vec<CreateTopicSpec>,
+        validate_only: bool,
+    },
+    DeleteTopics(Vec<String>),
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        topics: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlOutcome {
+    pub name: String,
+    pub error_code: i16,
+    pub message: Option<String>,
+    pub topic_id: [u8; 16],
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+impl ControlOutcome {
+    fn error(name: &str, error_code: i16, message: impl Into<String>) -> Self {
+        ControlOutcome {
+            name: name.to_owned(),
+            error_code,
+            message: Some(message.into()),
+            topic_id: [0; 16],
+            partitions: -1,
+            replication_factor: -1,
+        }
+    }
+
+    fn ok(record: &TopicRecord) -> Self {
+        ControlOutcome {
+            name: record.name.clone(),
+            error_code: code::NONE,
+            message: None,
+            topic_id: record.id,
+            partitions: record.partitions as i32,
+            replication_factor: record.replication_factor,
+        }
+    }
+}
+
+pub type ControlReply = Vec<ControlOutcome>;
+
+/// Partitions a topic may have: a bound so one request cannot make a shard open millions of files.
+pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
+
+pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply {
+    assert_eq!(shard.id, 0, "controller requests go to shard 0");
+    let _permit = shard.control_lock.acquire_permit(1).await;
+    let image = shard.image();
+    let mut table = image.to_table();
+    let config = &shard.config;
+    let mut outcomes = Vec::new();
+    let mut changed = false;
+    let mut dry_run = false;
+    match request {
+        ControlRequest::CreateTopics {
+            topics,
+            validate_only,
+        } => {
+            dry_run = validate_only;
+            for spec in topics {
+                let outcome = create_topic(&mut table, spec, config);
+                changed |= outcome.error_code == code::NONE;
+                outcomes.push(outcome);
+            }
+        }
+        ControlRequest::DeleteTopics(names) => {
+            for name in names {
+                if !config.delete_topic_enable {
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::TOPIC_DELETION_DISABLED,
+                        "delete.topic.enable is false",
+                    ));
+                    continue;
+                }
+                match table.topics.iter().position(|t| t.name == name) {
+                    Some(index) => {
+                        let record = table.topics.remove(index);
+                        outcomes.push(ControlOutcome::ok(&record));
+                        changed = true;
+                    }
+                    None => outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        "no such topic",
+                    )),
+                }
+            }
+        }
+        ControlRequest::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            dry_run = validate_only;
+            for (name, count) in topics {
+                let Some(record) = table.topics.iter_mut().find(|t| t.name == name) else {
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        "no such topic",
+                    ));
+                    continue;
+                };
+                if count <= record.partitions as i32 || count > TOPIC_PARTITIONS_MAX {
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::INVALID_PARTITIONS,
+                        format!(
+                            "topic has {} partitions; the new count must be larger and at most {TOPIC_PARTITIONS_MAX}",
+                            record.partitions
+                        ),
+                    ));
+                    continue;
+                }
+                record.partitions = count as u32;
+                outcomes.push(ControlOutcome::ok(record));
+                changed = true;
+            }
+        }
+        ControlRequest::AlterConfigs {
+            topics,
+            validate_only,
+        } => {
+            dry_run = validate_only;
+            for (name, change) in topics {
+                let Some(record) = table.topics.iter_mut().find(|t| t.name == name) else {
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        "no such topic",
+                    ));
+                    continue;
+                };
+                let mut overrides: BTreeMap<String, String> =
+                    record.overrides.iter().cloned().collect();
+                match change {
+                    ConfigChange::Replace(set) => overrides = set.into_iter().collect(),
+                    ConfigChange::Incremental(ops) => {
+                        for (key, op, value) in ops {
+                            match (op, value) {
+                                (0, Some(v)) => {
+                                    overrides.insert(key, v);
+                                }
+                                (1, _) => {
+                                    overrides.remove(&key);
+                                }
+                                (2, Some(v)) | (3, Some(v)) if key == "cleanup.policy" => {
+                                    let current = overrides
+                                        .get(&key)
+                                        .cloned()
+                                        .unwrap_or_else(|| "delete".into());
+                                    let mut items: Vec<String> =
+                                        current.split(',').map(|s| s.trim().to_owned()).collect();
+                                    if op == 2 {
+                                        if !items.contains(&v) {
+                                            items.push(v);
+                                        }
+                                    } else {
+                                        items.retain(|i| *i != v);
+                                    }
+                                    overrides.insert(key, items.join(","));
+                                }
+                                _ => {
+                                    outcomes.push(ControlOutcome::error(
+                                        &name,
+                                        code::INVALID_CONFIG,
+                                        format!("operation {op} is not valid for {key}"),
+                                    ));
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+                if outcomes.last().is_some_and(|o| o.name == name && o.error_code != 0) {
+                    continue;
+                }
+                if let Err(e) = TopicConfig::with_overrides(
+                    &config.topic_defaults,
+                    overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ) {
+                    outcomes.push(ControlOutcome::error(&name, code::INVALID_CONFIG, e.to_string()));
+                    continue;
+                }
+                record.overrides = overrides.into_iter().collect();
+                outcomes.push(ControlOutcome::ok(record));
+                changed = true;
+            }
+        }
+    }
+    if !changed || dry_run {
+        return outcomes;
+    }
+    table.version += 1;
+    if let Err(e) = metadata::store_table(config.data_dir(), &table) {
+        tracing::error!(error = %e, "cannot persist the topic table");
+        for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
+            outcome.error_code = code::KAFKA_STORAGE_ERROR;
+            outcome.message = Some(e.to_string());
+        }
+        return outcomes;
+    }
+    let image = Arc::new(Image::build(&table, config));
+    if let Err(e) = shard.publish_image(image).await {
+        tracing::error!(error = %e, "cannot apply the topic table");
+        for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
+            outcome.error_code = code::KAFKA_STORAGE_ERROR;
+            outcome.message = Some(e.to_string());
+        }
+    }
+    outcomes
+}
+
+fn create_topic(
+    table: &mut metadata::TopicTable,
+    spec: CreateTopicSpec,
+    config: &crate::config::BrokerConfig,
+) -> ControlOutcome {
+    let name = spec.name.clone();
+    if let Err(e) = metadata::validate_topic_name(&name) {
+        return ControlOutcome::error(&name, code::INVALID_TOPIC_EXCEPTION, e);
+    }
+    if table.topics.iter().any(|t| t.name == name) {
+        return ControlOutcome::error(
+            &name,
+            code::TOPIC_ALREADY_EXISTS,
+            format!("topic '{name}' already exists"),
+        );
+    }
+    let partitions = if spec.partitions == -1 {
+        config.num_partitions
+    } else {
+        spec.partitions
+    };
+    if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
+        return ControlOutcome::error(
+            &name,
+            code::INVALID_PARTITIONS,
+            format!("partition count {partitions} must be between 1 and {TOPIC_PARTITIONS_MAX}"),
+        );
+    }
+    let replication_factor = if spec.replication_factor == -1 {
+        config.default_replication_factor
+    } else {
+        spec.replication_factor
+    };
+    if replication_factor != 1 {
+        return ControlOutcome::error(
+            &name,
+            code::INVALID_REPLICATION_FACTOR,
+            format!("replication factor {replication_factor} is larger than the 1 available broker"),
+        );
+    }
+    if let Err(e) = TopicConfig::with_overrides(
+        &config.topic_defaults,
+        spec.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        return ControlOutcome::error(&name, code::INVALID_CONFIG, e.to_string());
+    }
+    let record = TopicRecord {
+        name,
+        id: *uuid::Uuid::new_v4().as_bytes(),
+        partitions: partitions as u32,
+        replication_factor,
+        overrides: spec.configs,
+    };
+    let outcome = ControlOutcome::ok(&record);
+    table.topics.push(record);
+    outcome
+}

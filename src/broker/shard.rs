@@ -1,0 +1,280 @@
+//! One shard: the partitions it owns, its view of the cluster, and its end of the mesh.
+//!
+//! Everything here is touched by exactly one thread. Requests for partitions owned elsewhere
+//! travel as `ShardRequest`s; the owner answers with a `ShardReply`.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::metadata::{self, Image, SharedImage};
+use super::ops;
+use crate::config::BrokerConfig;
+use crate::runtime::mesh::Mesh;
+use crate::runtime::{self, ShardId};
+use crate::storage::{PartitionLog, ShardStorage};
+
+/// A partition of a topic, by name.
+pub type TopicPartition = (String, i32);
+
+/// Work one shard asks of another. Everything in it is `Send`; record bytes travel as views of
+/// the request buffer, not copies.
+pub enum ShardRequest {
+    Produce(ops::ProduceBatch),
+    Fetch(Vec<ops::FetchItem>),
+    WaitForData {
+        items: Vec<(TopicPartition, i64)>,
+        timeout: Duration,
+    },
+    ListOffsets(Vec<ops::ListOffsetsItem>),
+    /// For the controller (shard 0).
+    Control(ops::ControlRequest),
+    /// From the controller: a new cluster image to apply.
+    Apply(SharedImage),
+    /// From shard 0 at start: listen on this port.
+    Listen(u16),
+}
+
+pub enum ShardReply {
+    Produce(Vec<ops::ProduceResult>),
+    Fetch(Vec<ops::FetchResult<Bytes>>),
+    ListOffsets(Vec<ops::ListOffsetsResult>),
+    Control(ops::ControlReply),
+    Done,
+    Failed(String),
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub count: usize,
+    pub config: Arc<BrokerConfig>,
+    pub mesh: OnceCell<Mesh<ShardRequest, ShardReply>>,
+    pub image: RefCell<SharedImage>,
+    pub logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    pub storage: Rc<ShardStorage>,
+    /// The port this broker actually listens on (differs from the config when it asked for 0).
+    pub port: Cell<u16>,
+    pub shutting_down: Cell<bool>,
+    shutdown_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    listen_tx: RefCell<Option<oneshot::Sender<u16>>>,
+    pub connections: Cell<usize>,
+    /// Serialises controller operations on shard 0.
+    pub control_lock: runtime::LocalLock,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, count: usize, config: Arc<BrokerConfig>) -> Rc<Shard> {
+        let storage = ShardStorage::new(config.batch_cache_bytes);
+        Rc::new(Shard {
+            id,
+            count,
+            config,
+            mesh: OnceCell::new(),
+            image: RefCell::new(Arc::new(Image::default())),
+            logs: RefCell::new(HashMap::new()),
+            storage,
+            port: Cell::new(0),
+            shutting_down: Cell::new(false),
+            shutdown_waiters: RefCell::new(Vec::new()),
+            listen_tx: RefCell::new(None),
+            connections: Cell::new(0),
+            control_lock: runtime::LocalLock::new(1),
+        })
+    }
+
+    pub fn mesh(&self) -> &Mesh<ShardRequest, ShardReply> {
+        self.mesh.get().expect("mesh joined at start")
+    }
+
+    pub fn image(&self) -> SharedImage {
+        self.image.borrow().clone()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        metadata::owner_shard(topic, partition, self.count)
+    }
+
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        self.logs
+            .borrow()
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+    }
+
+    /// Sends `request` to `to`, or runs it here if `to` is this shard.
+    pub async fn call(self: &Rc<Self>, to: ShardId, request: ShardRequest) -> ShardReply {
+        if to == self.id {
+            return self.clone().serve(self.id, request).await;
+        }
+        match self.mesh().call(to, request).await {
+            Ok(reply) => reply.await.unwrap_or_else(|e| ShardReply::Failed(e.to_string())),
+            Err(e) => ShardReply::Failed(e.to_string()),
+        }
+    }
+
+    /// Serves a request from a peer (or from this shard). The synchronous part (appends) runs
+    /// before the first await, so requests from one sender are applied in order.
+    pub fn serve(
+        self: Rc<Self>,
+        _from: ShardId,
+        request: ShardRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ShardReply>>> {
+        match request {
+            ShardRequest::Produce(batch) => {
+                let pending = ops::produce_local(&self, batch);
+                Box::pin(async move { ShardReply::Produce(pending.await) })
+            }
+            ShardRequest::Fetch(items) => Box::pin(async move {
+                let results = ops::fetch_local(&self, items).await;
+                ShardReply::Fetch(
+                    results
+                        .into_iter()
+                        .map(|r| r.map_records(|c| c.into_bytes()))
+                        .collect(),
+                )
+            }),
+            ShardRequest::WaitForData { items, timeout } => Box::pin(async move {
+                ops::wait_for_data_local(&self, &items, timeout).await;
+                ShardReply::Done
+            }),
+            ShardRequest::ListOffsets(items) => Box::pin(async move {
+                ShardReply::ListOffsets(ops::list_offsets_local(&self, items).await)
+            }),
+            ShardRequest::Control(request) => Box::pin(async move {
+                ShardReply::Control(ops::control(&self, request).await)
+            }),
+            ShardRequest::Apply(image) => Box::pin(async move {
+                match self.apply_image(image).await {
+                    Ok(()) => ShardReply::Done,
+                    Err(e) => ShardReply::Failed(e.to_string()),
+                }
+            }),
+            ShardRequest::Listen(port) => {
+                if let Some(tx) = self.listen_tx.borrow_mut().take() {
+                    let _ = tx.send(port);
+                }
+                Box::pin(async { ShardReply::Done })
+            }
+        }
+    }
+
+    /// Opens the logs this shard owns in `image` that it does not have yet, closes and deletes
+    /// the ones whose topic is gone, and updates configs.
+    pub async fn apply_image(self: &Rc<Self>, image: SharedImage) -> anyhow::Result<()> {
+        let old = self.image.replace(image.clone());
+        let data_dir = self.config.data_dir().to_path_buf();
+        // Topics removed (or re-created with a new id): delete their partitions.
+        let doomed: Vec<(TopicPartition, Rc<PartitionLog>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|((topic, _), _)| {
+                let now = image.topic(topic).map(|t| t.record.id);
+                let before = old.topic(topic).map(|t| t.record.id);
+                now.is_none() || now != before
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, log) in doomed {
+            self.logs.borrow_mut().remove(&key);
+            let dir = log.dir().to_path_buf();
+            drop(log);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot delete partition");
+            }
+        }
+        for (name, topic) in &image.topics {
+            for partition in 0..topic.record.partitions as i32 {
+                if self.owner(name, partition) != self.id {
+                    continue;
+                }
+                let key = (name.clone(), partition);
+                let existing = self.logs.borrow().get(&key).cloned();
+                match existing {
+                    Some(log) => log.set_config(topic.config.clone()),
+                    None => {
+                        let dir = metadata::partition_dir(&data_dir, name, partition);
+                        let log = PartitionLog::open(
+                            dir,
+                            topic.config.clone(),
+                            0,
+                            self.storage.clone(),
+                        )
+                        .await?;
+                        self.logs.borrow_mut().insert(key, log);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the image to every shard (this one included) and waits until all applied it.
+    pub async fn publish_image(self: &Rc<Self>, image: SharedImage) -> anyhow::Result<()> {
+        let calls = (0..self.count).map(|to| self.call(to, ShardRequest::Apply(image.clone())));
+        for reply in futures::future::join_all(calls).await {
+            if let ShardReply::Failed(e) = reply {
+                anyhow::bail!("a shard failed to apply the cluster image: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn wait_listen(&self) -> oneshot::Receiver<u16> {
+        let (tx, rx) = oneshot::channel();
+        *self.listen_tx.borrow_mut() = Some(tx);
+        rx
+    }
+
+    pub fn shutdown_signal(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.shutting_down.get() {
+            let _ = tx.send(());
+        } else {
+            self.shutdown_waiters.borrow_mut().push(tx);
+        }
+        rx
+    }
+
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.replace(true) {
+            for tx in self.shutdown_waiters.borrow_mut().drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Periodic work: retention and time-based segment rolls.
+    pub async fn run_housekeeping(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms.max(1));
+        loop {
+            if runtime::timeout(interval, self.shutdown_signal()).await.is_some() {
+                return;
+            }
+            let now = ops::now_ms();
+            let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+            for log in logs {
+                log.roll_if_old();
+                if let Err(e) = log.enforce_retention(now).await {
+                    tracing::warn!(log = %log.dir().display(), error = %e, "retention failed");
+                }
+                runtime::yield_now().await;
+            }
+        }
+    }
+
+    /// Flushes, syncs and closes every log this shard owns.
+    pub async fn close_logs(&self) {
+        let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
+        for log in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!(log = %log.dir().display(), error = %e, "close failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! shardlog: a Kafka-compatible streaming platform with a thread-per-core broker on io_uring.
+//!
+//! Modules, from the edge inwards:
+//! - [`config`]: Kafka-style `server.properties`, validated at start-up.
+//! - [`runtime`]: the only module that names glommio: shards, the cross-shard mesh, sockets,
+//!   direct-I/O files.
+//! - [`protocol`]: the Kafka wire protocol; pure codecs, no I/O.
+//! - [`broker`]: shards, connections, one handler per API, the controller (shard 0).
+//! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery.
+
+pub mod broker;
+pub mod config;
+pub mod protocol;
+pub mod runtime;
+pub mod storage;

@@ -1,0 +1,94 @@
+//! The `shardlog` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use shardlog::config::{self, BrokerConfig};
+
+#[derive(Parser)]
+#[command(name = "shardlog", version, about = "A Kafka-compatible streaming platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a broker. Without CONFIG it runs on the embedded defaults: 127.0.0.1:9092, data
+    /// under ./data, topics auto-created.
+    Broker {
+        /// A Kafka-style server.properties file.
+        config: Option<PathBuf>,
+        /// Sets a property over the file's value, as `key=value`; may be repeated.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+/// Exit code for a configuration the broker refuses to start with.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker { config, overrides } => broker(config, overrides),
+    }
+}
+
+fn broker(path: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
+    let mut pairs = Vec::with_capacity(overrides.len());
+    for arg in &overrides {
+        match config::parse_override(arg) {
+            Ok(pair) => pairs.push(pair),
+            Err(e) => {
+                eprintln!("shardlog: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
+    }
+    let (config, unknown) = match BrokerConfig::load(path.as_deref(), &pairs) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("shardlog: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    for key in unknown {
+        match key.line {
+            Some(line) => tracing::warn!("unknown config key '{}' (line {line}) ignored", key.key),
+            None => tracing::warn!("unknown config key '{}' ignored", key.key),
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("shardlog: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = shardlog::broker::run(config, stop.clone(), |address| {
+        // A line scripts and tests wait for; the port is the real one when 0 was asked for.
+        println!("shardlog broker listening on {address}");
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!(signalled = stop.load(Ordering::Relaxed), "broker stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shardlog: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

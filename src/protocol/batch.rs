@@ -1,0 +1,339 @@
+//! Record batch (magic v2) header: parsing, validation and the in-place patches the broker makes.
+//!
+//! The broker stores batches exactly as clients send them, so this module only reads the
+//! 61-byte header and checks the CRC-32C; it never decodes individual records.
+//!
+//! Layout (big-endian): base_offset i64 @0, batch_length i32 @8 (bytes after this field),
+//! partition_leader_epoch i32 @12, magic i8 @16, crc u32 @17 (covers bytes 21..end),
+//! attributes i16 @21, last_offset_delta i32 @23, base_timestamp i64 @27, max_timestamp i64 @35,
+//! producer_id i64 @43, producer_epoch i16 @51, base_sequence i32 @53, record_count i32 @57.
+
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before (and including) the batch_length field.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+
+const OFFSET_BASE: usize = 0;
+const OFFSET_LENGTH: usize = 8;
+const OFFSET_LEADER_EPOCH: usize = 12;
+const OFFSET_MAGIC: usize = 16;
+const OFFSET_CRC: usize = 17;
+const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_LAST_DELTA: usize = 23;
+const OFFSET_BASE_TIMESTAMP: usize = 27;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
+const OFFSET_PRODUCER_ID: usize = 43;
+const OFFSET_RECORD_COUNT: usize = 57;
+
+const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
+const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
+const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+const ATTRIBUTE_CONTROL: i16 = 0x20;
+
+/// Why a produced batch was refused. Each maps to a Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("record set truncated: {0} bytes left, not a whole batch")]
+    Truncated(usize),
+    #[error("batch length {0} is invalid")]
+    BadLength(i32),
+    #[error("magic byte {0} is not supported (only v2 record batches)")]
+    OldMagic(i8),
+    #[error("magic byte {0} is invalid")]
+    BadMagic(i8),
+    #[error("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    BadCrc { stored: u32, computed: u32 },
+    #[error("compression codec {0} is unknown")]
+    BadCompression(i16),
+    #[error("record count {count} does not match last offset delta {last_offset_delta}")]
+    BadRecordCount { count: i32, last_offset_delta: i32 },
+    #[error("control batches may not be produced by clients")]
+    ControlBatch,
+    #[error("batch of {size} bytes exceeds max.message.bytes {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("empty record set")]
+    Empty,
+}
+
+impl BatchError {
+    /// The Kafka error code a produce response carries for this error.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            BatchError::OldMagic(_) => 43, // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            BatchError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
+            BatchError::BadRecordCount { .. } | BatchError::ControlBatch | BatchError::Empty => 87, // INVALID_RECORD
+            _ => 2, // CORRUPT_MESSAGE
+        }
+    }
+}
+
+/// The header fields of one batch that the log needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Whole batch size in bytes, including the offset and length fields.
+    pub size: usize,
+    pub leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn compression(&self) -> i16 {
+        self.attributes & ATTRIBUTE_COMPRESSION_MASK
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+}
+
+fn read_i16(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Parses the header of the batch at the start of `bytes` without checking the CRC.
+/// Used when scanning a log, where the caller decides what a bad batch means.
+pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(BatchError::Truncated(bytes.len()));
+    }
+    let length = read_i32(bytes, OFFSET_LENGTH);
+    let magic = bytes[OFFSET_MAGIC] as i8;
+    if magic != 2 {
+        return Err(if magic == 0 || magic == 1 {
+            BatchError::OldMagic(magic)
+        } else {
+            BatchError::BadMagic(magic)
+        });
+    }
+    if length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        return Err(BatchError::BadLength(length));
+    }
+    let size = LOG_OVERHEAD_BYTES + length as usize;
+    if bytes.len() < size {
+        return Err(BatchError::Truncated(bytes.len()));
+    }
+    Ok(BatchHeader {
+        base_offset: read_i64(bytes, OFFSET_BASE),
+        size,
+        leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
+        attributes: read_i16(bytes, OFFSET_ATTRIBUTES),
+        last_offset_delta: read_i32(bytes, OFFSET_LAST_DELTA),
+        base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
+        max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
+        producer_id: read_i64(bytes, OFFSET_PRODUCER_ID),
+        record_count: read_i32(bytes, OFFSET_RECORD_COUNT),
+    })
+}
+
+/// Parses the header and checks the CRC of the batch at the start of `bytes`.
+pub fn parse_checked(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_header(bytes)?;
+    let stored = u32::from_be_bytes(bytes[OFFSET_CRC..OFFSET_CRC + 4].try_into().expect("4"));
+    let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..header.size]);
+    if stored != computed {
+        return Err(BatchError::BadCrc { stored, computed });
+    }
+    Ok(header)
+}
+
+/// Checks a batch a client produced: CRC, magic, codec, record count.
+pub fn validate_produced(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    let header = parse_checked(bytes)?;
+    if header.size > max_batch_bytes {
+        return Err(BatchError::TooLarge {
+            size: header.size,
+            limit: max_batch_bytes,
+        });
+    }
+    if header.compression() > 4 {
+        return Err(BatchError::BadCompression(header.compression()));
+    }
+    if header.is_control() {
+        return Err(BatchError::ControlBatch);
+    }
+    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::BadRecordCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Splits a produced record set into its batches, validating each.
+/// Returns the headers; the set is refused whole if any batch is bad.
+pub fn validate_record_set(
+    bytes: &[u8],
+    max_batch_bytes: usize,
+) -> Result<Vec<BatchHeader>, BatchError> {
+    if bytes.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut headers = Vec::with_capacity(1);
+    let mut position = 0;
+    while position < bytes.len() {
+        let header = validate_produced(&bytes[position..], max_batch_bytes)?;
+        position += header.size;
+        headers.push(header);
+    }
+    Ok(headers)
+}
+
+/// Assigns the batch's base offset and stamps the leader epoch; both are outside the CRC.
+pub fn assign_offset(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    bytes[OFFSET_BASE..OFFSET_BASE + 8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Marks the batch as LogAppendTime with `timestamp_ms` as its max timestamp; the CRC is
+/// recomputed because both fields are inside it.
+pub fn set_log_append_time(bytes: &mut [u8], size: usize, timestamp_ms: i64) {
+    let attributes = read_i16(bytes, OFFSET_ATTRIBUTES) | ATTRIBUTE_LOG_APPEND_TIME;
+    bytes[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+        .copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..size]);
+    bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// A batch as the kafka-protocol crate encodes it, for cross-checking the hand-written code.
+    pub fn encoded_batch(records: usize, value_size: usize, compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = (0..records)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: Some(bytes::Bytes::from(format!("key-{i}"))),
+                value: Some(bytes::Bytes::from(vec![b'v'; value_size])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn parses_what_the_library_encodes() {
+        let bytes = encoded_batch(5, 10, Compression::None);
+        let header = validate_produced(&bytes, usize::MAX).unwrap();
+        assert_eq!(header.size, bytes.len());
+        assert_eq!(header.record_count, 5);
+        assert_eq!(header.last_offset_delta, 4);
+        assert_eq!(header.max_timestamp, 1_700_000_000_004);
+    }
+
+    #[test]
+    fn every_flipped_bit_inside_the_crc_is_caught() {
+        let bytes = encoded_batch(3, 4, Compression::None);
+        for at in OFFSET_ATTRIBUTES..bytes.len() {
+            let mut copy = bytes.clone();
+            copy[at] ^= 0x01;
+            assert!(validate_produced(&copy, usize::MAX).is_err(), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn offset_patch_keeps_the_crc_valid_and_library_reads_it() {
+        let mut bytes = encoded_batch(3, 4, Compression::None);
+        assign_offset(&mut bytes, 1234, 7);
+        let header = parse_checked(&bytes).unwrap();
+        assert_eq!(header.base_offset, 1234);
+        assert_eq!(header.leader_epoch, 7);
+        let mut buf = bytes::Bytes::from(bytes);
+        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        assert_eq!(decoded.records[2].offset, 1236);
+    }
+
+    #[test]
+    fn log_append_time_rewrites_timestamp_and_crc() {
+        let mut bytes = encoded_batch(2, 4, Compression::None);
+        let size = bytes.len();
+        set_log_append_time(&mut bytes, size, 42);
+        let header = parse_checked(&bytes).unwrap();
+        assert_eq!(header.max_timestamp, 42);
+        let mut buf = bytes::Bytes::from(bytes);
+        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        assert_eq!(decoded.records[0].timestamp_type, TimestampType::LogAppend);
+        assert_eq!(decoded.records[1].timestamp, 42);
+    }
+
+    #[test]
+    fn wrong_magic_and_oversize_map_to_kafka_codes() {
+        let mut bytes = encoded_batch(1, 4, Compression::None);
+        let size = bytes.len();
+        assert_eq!(
+            validate_produced(&bytes, size - 1).unwrap_err().kafka_code(),
+            10
+        );
+        bytes[OFFSET_MAGIC] = 1;
+        assert_eq!(validate_produced(&bytes, usize::MAX).unwrap_err().kafka_code(), 43);
+        bytes[OFFSET_MAGIC] = 9;
+        assert_eq!(validate_produced(&bytes, usize::MAX).unwrap_err().kafka_code(), 2);
+    }
+
+    #[test]
+    fn compressed_batches_validate() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let bytes = encoded_batch(20, 100, codec);
+            let header = validate_produced(&bytes, usize::MAX).unwrap();
+            assert_ne!(header.compression(), 0);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = validate_record_set(&data, 1 << 20);
+            let _ = parse_header(&data);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The Kafka wire protocol: framing, the version table we serve, and codecs.
+//!
+//! Owns: turning bytes into requests and responses into bytes. Never does I/O, never touches
+//! storage; runs on whichever shard holds the connection. Message schemas come from the
+//! `kafka-protocol` crate; Produce requests and Fetch responses are hand-written (`produce`,
+//! `fetch`) to avoid copying record bytes, and are tested byte for byte against the crate.
+
+pub mod batch;
+pub mod fetch;
+pub mod frame;
+pub mod produce;
+pub mod wire;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+
+/// Kafka error codes used by the broker.
+pub mod error_code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const TOPIC_DELETION_DISABLED: i16 = 73;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// The API versions this broker serves: (key, min, max). Produce is listed from v0 although only
+/// v3+ (record batch v2) is served, because librdkafka reads a missing v0 as "no compression
+/// support" (KAFKA-18659).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, fetch::MIN_VERSION, fetch::MAX_VERSION),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The first version of each API that the codec can actually decode.
+pub fn served_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(k, min, max)| match k {
+            ApiKey::Produce => (3, max),
+            _ => (min, max),
+        })
+}
+
+/// Encodes a response frame (size prefix, header, body) with the crate's schemas.
+pub fn encode_response<M: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> anyhow::Result<Bytes> {
+    // ApiVersions responses always use header v0, whatever the request version, so that a
+    // client that asked with a version we do not know can still read the answer.
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}

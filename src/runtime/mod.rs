@@ -1,0 +1,125 @@
+//! The shard runtime: the only module that names glommio.
+//!
+//! Owns: starting one executor per shard, the cross-shard message mesh, timers, the TCP listener
+//! and stream types, and the direct-I/O file type. Everything above (protocol handlers, storage)
+//! uses these names, so the executor could be replaced without touching them.
+//!
+//! Invariants: everything returned here is shard-local (`!Send`) except what travels on the mesh.
+//! A shard never blocks its thread; file and socket I/O go through io_uring.
+
+pub mod mesh;
+pub mod net;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+pub use glommio::task::JoinHandle;
+pub use glommio::Task;
+
+/// A shard-local async lock (a counting semaphore); never crosses shards.
+pub type LocalLock = glommio::sync::Semaphore;
+
+pub use glommio::channels::local_channel;
+
+/// Index of a shard (one executor thread) in this process.
+pub type ShardId = usize;
+
+/// How to start the shards of this process.
+#[derive(Debug, Clone)]
+pub struct ShardSpec {
+    pub count: usize,
+    pub pinning: bool,
+    pub io_memory_bytes: usize,
+}
+
+/// Starts `spec.count` executors; shard `i` runs the future that `make(i)()` returns. Waits for
+/// all of them and returns the first error any shard returned.
+pub fn run_shards<M, F, Fut>(spec: &ShardSpec, mut make: M) -> anyhow::Result<()>
+where
+    M: FnMut(ShardId) -> F,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + 'static,
+{
+    let cores: Vec<usize> = if spec.pinning {
+        core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut handles = Vec::with_capacity(spec.count);
+    for shard in 0..spec.count {
+        let placement = match cores.get(shard % cores.len().max(1)) {
+            Some(&cpu) if spec.pinning => glommio::Placement::Fixed(cpu),
+            _ => glommio::Placement::Unbound,
+        };
+        let body = make(shard);
+        let builder = glommio::LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{shard}"))
+            .io_memory(spec.io_memory_bytes)
+            .spin_before_park(Duration::from_micros(0));
+        let handle = builder
+            .spawn(body)
+            .map_err(|e| explain_start_error(shard, e))?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(anyhow::anyhow!("shard thread failed: {e}"));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn explain_start_error(shard: ShardId, e: glommio::GlommioError<()>) -> anyhow::Error {
+    let text = e.to_string();
+    if text.to_lowercase().contains("memlock") || text.contains("locked") {
+        anyhow::anyhow!(
+            "shard {shard} could not start its io_uring reactor: {text}. \
+             Raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK= in systemd) to at least 512 KiB"
+        )
+    } else {
+        anyhow::anyhow!("shard {shard} could not start: {text}")
+    }
+}
+
+/// Runs a future on the current shard, detached.
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
+    glommio::spawn_local(future).detach();
+}
+
+/// Runs a future on the current shard and returns a handle to its result.
+pub fn spawn_task<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
+    glommio::spawn_local(future)
+}
+
+/// Yields to other tasks of this shard.
+pub async fn yield_now() {
+    glommio::yield_if_needed().await;
+}
+
+pub async fn sleep(duration: Duration) {
+    glommio::timer::sleep(duration).await
+}
+
+/// Runs `future` until it finishes or `duration` passes; `None` on timeout.
+pub async fn timeout<T>(duration: Duration, future: impl Future<Output = T>) -> Option<T> {
+    use futures::FutureExt;
+    let future = future.fuse();
+    let timer = glommio::timer::sleep(duration).fuse();
+    futures::pin_mut!(future, timer);
+    futures::select_biased! {
+        value = future => Some(value),
+        _ = timer => None,
+    }
+}

@@ -1,0 +1,1099 @@
+//! The partition log: segments, appends, group-committed flushes, reads, recovery, retention.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+
+use super::file::{self, align_down, ALIGN};
+use super::index::{OffsetIndex, TimeIndex};
+use super::Offset;
+use crate::config::{TimestampType, TopicConfig};
+use crate::protocol::batch::{self, BatchHeader};
+use crate::runtime::{DmaFile, ReadResult};
+
+/// Recovery reads the log in chunks of this size.
+const SCAN_CHUNK_BYTES: usize = 4 << 20;
+/// A disk read serves at least this much, so small fetches of cold data read ahead.
+pub const READ_MIN_BYTES: usize = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("offset {requested} is out of range [{start}, {end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    },
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("log is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A piece of log data on its way to a socket: a cached buffer or a direct-read buffer.
+pub enum Chunk {
+    Memory(Bytes),
+    Disk(ReadResult),
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Chunk::Memory(b) => b,
+            Chunk::Disk(r) => r,
+        }
+    }
+}
+
+impl Chunk {
+    /// A sendable form, for crossing shards; a disk buffer is copied once here.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Chunk::Memory(b) => b,
+            Chunk::Disk(r) => Bytes::copy_from_slice(&r),
+        }
+    }
+}
+
+pub struct ReadOut {
+    pub chunks: Vec<Chunk>,
+    pub bytes: usize,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: Offset,
+}
+
+/// Per-shard storage context: the tail-cache budget and the group-commit queue.
+pub struct ShardStorage {
+    cache_limit_bytes: u64,
+    cache_used_bytes: Cell<u64>,
+    cache_order: RefCell<VecDeque<(Weak<PartitionLog>, Offset, usize)>>,
+    dirty: RefCell<Vec<Rc<PartitionLog>>>,
+    wake: RefCell<Option<oneshot::Sender<()>>>,
+    pub syncs_total: Cell<u64>,
+}
+
+impl ShardStorage {
+    pub fn new(cache_limit_bytes: u64) -> Rc<ShardStorage> {
+        Rc::new(ShardStorage {
+            cache_limit_bytes,
+            cache_used_bytes: Cell::new(0),
+            cache_order: RefCell::new(VecDeque::new()),
+            dirty: RefCell::new(Vec::new()),
+            wake: RefCell::new(None),
+            syncs_total: Cell::new(0),
+        })
+    }
+
+    fn mark_dirty(&self, log: &Rc<PartitionLog>) {
+        if !log.queued.replace(true) {
+            self.dirty.borrow_mut().push(log.clone());
+        }
+        if let Some(wake) = self.wake.borrow_mut().take() {
+            let _ = wake.send(());
+        }
+    }
+
+    /// The shard's flusher: writes every dirty log, syncing as its policy says, then waits for
+    /// more. Produces that arrive during a round share the next round's sync.
+    pub async fn run_flusher(self: Rc<Self>) {
+        loop {
+            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            if dirty.is_empty() {
+                let (tx, rx) = oneshot::channel();
+                *self.wake.borrow_mut() = Some(tx);
+                if rx.await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            for log in &dirty {
+                log.queued.set(false);
+            }
+            let flushes = dirty.iter().map(|log| log.flush(false));
+            let results = futures::future::join_all(flushes).await;
+            for (log, result) in dirty.iter().zip(results) {
+                if let Err(e) = result {
+                    tracing::error!(log = %log.dir.display(), error = %e, "flush failed");
+                }
+            }
+            self.syncs_total.set(self.syncs_total.get() + dirty.len() as u64);
+        }
+    }
+
+    fn cache_insert(&self, log: &Rc<PartitionLog>, base_offset: Offset, bytes: usize) {
+        self.cache_used_bytes
+            .set(self.cache_used_bytes.get() + bytes as u64);
+        self.cache_order
+            .borrow_mut()
+            .push_back((Rc::downgrade(log), base_offset, bytes));
+    }
+
+    /// Evicts the oldest cached batches until the cache fits its budget. A batch not yet
+    /// written to its file stays: it is the only copy.
+    fn cache_evict(&self) {
+        while self.cache_used_bytes.get() > self.cache_limit_bytes {
+            let Some((weak, base, bytes)) = self.cache_order.borrow_mut().pop_front() else {
+                return;
+            };
+            match weak.upgrade() {
+                None => self.cache_release(bytes),
+                Some(log) => {
+                    if log.cache_evict_through(base) {
+                        self.cache_release(bytes);
+                    } else {
+                        self.cache_order.borrow_mut().push_front((weak, base, bytes));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn cache_release(&self, bytes: usize) {
+        self.cache_used_bytes
+            .set(self.cache_used_bytes.get().saturating_sub(bytes as u64));
+    }
+
+    pub fn cache_used_bytes(&self) -> u64 {
+        self.cache_used_bytes.get()
+    }
+}
+
+struct Segment {
+    base_offset: Offset,
+    path: PathBuf,
+    file: Option<Rc<DmaFile>>,
+    /// Logical size: bytes written plus bytes pending.
+    size: u64,
+    /// Bytes submitted to the file.
+    written: u64,
+    /// The bytes of the last, partial block: [align_down(written), written). Rewritten with the
+    /// next write, since direct I/O writes whole blocks.
+    tail: Vec<u8>,
+    pending: Vec<Bytes>,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    bytes_since_index: u64,
+    last_offset: Offset,
+    max_timestamp: i64,
+    created: Instant,
+    sealed: bool,
+    /// Sealed, fully written, indexes on disk: may be deleted by retention.
+    finalized: bool,
+}
+
+impl Segment {
+    fn new(dir: &Path, base_offset: Offset) -> Segment {
+        Segment {
+            base_offset,
+            path: dir.join(format!("{base_offset:020}.log")),
+            file: None,
+            size: 0,
+            written: 0,
+            tail: Vec::new(),
+            pending: Vec::new(),
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            last_offset: base_offset - 1,
+            max_timestamp: -1,
+            created: Instant::now(),
+            sealed: false,
+            finalized: false,
+        }
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.path.with_extension("index")
+    }
+
+    fn time_index_path(&self) -> PathBuf {
+        self.path.with_extension("timeindex")
+    }
+
+    /// Records a batch at `position` in the indexes.
+    fn note_batch(&mut self, header: &BatchHeader, position: u64, interval_bytes: u64) {
+        let relative = (header.base_offset - self.base_offset) as u32;
+        if self.index.is_empty() || self.bytes_since_index >= interval_bytes {
+            self.index.push(relative, position as u32);
+            self.time_index.push(header.max_timestamp.max(self.max_timestamp), relative);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.size as u64;
+        self.last_offset = header.last_offset();
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+    }
+}
+
+struct CachedBatch {
+    base_offset: Offset,
+    last_offset: Offset,
+    bytes: Bytes,
+}
+
+struct LogState {
+    config: TopicConfig,
+    segments: VecDeque<Segment>,
+    log_start_offset: Offset,
+    log_end_offset: Offset,
+    high_watermark: Offset,
+    /// Everything below this offset has been fdatasync'ed.
+    durable_offset: Offset,
+    /// Everything below this offset has been written to its file (maybe not synced).
+    written_offset: Offset,
+    leader_epoch: i32,
+    messages_since_sync: u64,
+    last_sync: Instant,
+    cache: VecDeque<CachedBatch>,
+    data_waiters: Vec<oneshot::Sender<()>>,
+    sync_waiters: Vec<(Offset, oneshot::Sender<Result<(), String>>)>,
+    failed: Option<String>,
+}
+
+impl LogState {
+    fn sync_every_write(&self) -> bool {
+        self.config.flush_messages.is_none() && self.config.flush_ms.is_none()
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments.back_mut().expect("a log always has an active segment")
+    }
+
+    fn advance_high_watermark(&mut self, to: Offset) {
+        if to > self.high_watermark {
+            self.high_watermark = to;
+            for waiter in self.data_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    state: RefCell<LogState>,
+    storage: Rc<ShardStorage>,
+    queued: Cell<bool>,
+    flushing: Cell<bool>,
+}
+
+impl PartitionLog {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub async fn open(
+        dir: PathBuf,
+        config: TopicConfig,
+        leader_epoch: i32,
+        storage: Rc<ShardStorage>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&dir)?;
+        let mut bases: Vec<Offset> = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<Offset>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = VecDeque::with_capacity(bases.len().max(1));
+        let mut truncated_bytes = 0;
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let (segment, truncated) = recover_segment(&dir, base, is_last, &config).await?;
+            truncated_bytes += truncated;
+            segments.push_back(segment);
+        }
+        if segments.is_empty() {
+            segments.push_back(Segment::new(&dir, 0));
+        }
+        let log_start_offset = segments.front().expect("non-empty").base_offset;
+        let log_end_offset = segments.back().expect("non-empty").last_offset + 1;
+        if truncated_bytes > 0 {
+            tracing::warn!(log = %dir.display(), truncated_bytes, "truncated a torn tail");
+        }
+        tracing::info!(
+            log = %dir.display(),
+            segments = segments.len(),
+            log_start_offset,
+            log_end_offset,
+            recovery_ms = started.elapsed().as_secs_f64() * 1e3,
+            "log opened"
+        );
+        Ok(Rc::new(PartitionLog {
+            dir,
+            state: RefCell::new(LogState {
+                config,
+                segments,
+                log_start_offset,
+                log_end_offset,
+                high_watermark: log_end_offset,
+                durable_offset: log_end_offset,
+                written_offset: log_end_offset,
+                leader_epoch,
+                messages_since_sync: 0,
+                last_sync: Instant::now(),
+                cache: VecDeque::new(),
+                data_waiters: Vec::new(),
+                sync_waiters: Vec::new(),
+                failed: None,
+            }),
+            storage,
+            queued: Cell::new(false),
+            flushing: Cell::new(false),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.state.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.state.borrow().log_end_offset
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.state.borrow().high_watermark
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.state.borrow().leader_epoch
+    }
+
+    pub fn config(&self) -> TopicConfig {
+        self.state.borrow().config.clone()
+    }
+
+    pub fn set_config(&self, config: TopicConfig) {
+        self.state.borrow_mut().config = config;
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Appends a validated record set (its batch headers given), assigning offsets in place.
+    /// Synchronous: the bytes are in the cache and queued for the flusher when this returns.
+    pub fn append(
+        self: &Rc<Self>,
+        mut records: BytesMut,
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let mut state = self.state.borrow_mut();
+        if let Some(reason) = &state.failed {
+            return Err(LogError::Io(std::io::Error::other(reason.clone())));
+        }
+        let total = records.len() as u64;
+        let roll = {
+            let config = state.config.clone();
+            let active = state.active();
+            active.size > 0
+                && (active.size + total > config.segment_bytes
+                    || active.created.elapsed().as_millis() as i64 >= config.segment_ms)
+        };
+        if roll {
+            let next = state.log_end_offset;
+            state.active().sealed = true;
+            let dir = self.dir.clone();
+            state.segments.push_back(Segment::new(&dir, next));
+        }
+        let base_offset = state.log_end_offset;
+        let leader_epoch = state.leader_epoch;
+        let log_append_time = state.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut next = base_offset;
+        let mut position = 0;
+        for header in headers {
+            let bytes = &mut records[position..position + header.size];
+            batch::assign_offset(bytes, next, leader_epoch);
+            if log_append_time {
+                batch::set_log_append_time(bytes, header.size, now_ms);
+            }
+            next += i64::from(header.last_offset_delta) + 1;
+            position += header.size;
+        }
+        let records = records.freeze();
+        let interval = u64::from(state.config.index_interval_bytes);
+        let mut position = 0;
+        let mut cached = Vec::with_capacity(headers.len());
+        let mut offset = base_offset;
+        for header in headers {
+            let mut header = *header;
+            header.base_offset = offset;
+            if log_append_time {
+                header.max_timestamp = now_ms;
+            }
+            let bytes = records.slice(position..position + header.size);
+            let active = state.active();
+            let file_position = active.size;
+            active.note_batch(&header, file_position, interval);
+            active.size += header.size as u64;
+            active.pending.push(bytes.clone());
+            state.cache.push_back(CachedBatch {
+                base_offset: offset,
+                last_offset: header.last_offset(),
+                bytes,
+            });
+            cached.push((offset, header.size));
+            offset = header.last_offset() + 1;
+            position += header.size;
+        }
+        let messages: u64 = headers.iter().map(|h| h.record_count as u64).sum();
+        state.log_end_offset = offset;
+        state.messages_since_sync += messages;
+        if !state.sync_every_write() {
+            // Durability is left to the flush policy: readers see data once it is appended.
+            state.advance_high_watermark(offset);
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            log_start_offset: state.log_start_offset,
+        };
+        drop(state);
+        for (base, size) in cached {
+            self.storage.cache_insert(self, base, size);
+        }
+        self.storage.mark_dirty(self);
+        self.storage.cache_evict();
+        Ok(info)
+    }
+
+    /// Resolves when every offset below `end` is durable (sync mode) or immediately otherwise.
+    pub fn wait_durable(&self, end: Offset) -> impl std::future::Future<Output = Result<(), String>> {
+        let mut state = self.state.borrow_mut();
+        let receiver = if !state.sync_every_write() || state.durable_offset >= end {
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            state.sync_waiters.push((end, tx));
+            Some(rx)
+        };
+        async move {
+            match receiver {
+                None => Ok(()),
+                Some(rx) => rx.await.unwrap_or_else(|_| Err("log closed".into())),
+            }
+        }
+    }
+
+    /// Resolves when the high watermark moves past `offset` (for long-polling fetches).
+    pub fn wait_for_data(&self, offset: Offset) -> Option<oneshot::Receiver<()>> {
+        let mut state = self.state.borrow_mut();
+        if state.high_watermark > offset {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        state.data_waiters.retain(|w| !w.is_canceled());
+        state.data_waiters.push(tx);
+        Some(rx)
+    }
+
+    /// Writes pending bytes to their segment files and syncs when the policy (or `force`) says.
+    pub async fn flush(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
+        if self.flushing.replace(true) {
+            // Another flush is in progress; the flusher will come back for what it leaves.
+            self.storage.mark_dirty(self);
+            return Ok(());
+        }
+        let result = self.flush_inner(force).await;
+        self.flushing.set(false);
+        if let Err(e) = &result {
+            let mut state = self.state.borrow_mut();
+            let reason = e.to_string();
+            for (_, waiter) in state.sync_waiters.drain(..) {
+                let _ = waiter.send(Err(reason.clone()));
+            }
+        }
+        result
+    }
+
+    async fn flush_inner(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
+        let target = self.state.borrow().log_end_offset;
+        // Write every segment that has pending bytes, oldest first.
+        let mut touched: Vec<Rc<DmaFile>> = Vec::new();
+        let mut index = 0;
+        loop {
+            let job = {
+                let mut state = self.state.borrow_mut();
+                let Some(segment) = state.segments.get_mut(index) else {
+                    break;
+                };
+                if segment.pending.is_empty() {
+                    None
+                } else {
+                    let pending = std::mem::take(&mut segment.pending);
+                    let tail = std::mem::take(&mut segment.tail);
+                    Some((
+                        segment.path.clone(),
+                        segment.file.clone(),
+                        segment.written,
+                        tail,
+                        pending,
+                    ))
+                }
+            };
+            if let Some((path, file, written, tail, pending)) = job {
+                let file = match file {
+                    Some(file) => file,
+                    None => {
+                        let file = file::create(&path).await?;
+                        self.state.borrow_mut().segments[index].file = Some(file.clone());
+                        file
+                    }
+                };
+                let mut pieces: Vec<&[u8]> = Vec::with_capacity(pending.len() + 1);
+                pieces.push(&tail);
+                pieces.extend(pending.iter().map(|b| b.as_ref()));
+                let pending_bytes: u64 = pending.iter().map(|b| b.len() as u64).sum();
+                file::write_padded(&file, align_down(written), &pieces).await?;
+                let new_written = written + pending_bytes;
+                let tail_len = (new_written % ALIGN) as usize;
+                let mut new_tail = Vec::with_capacity(tail_len);
+                // The new tail is the last `tail_len` bytes of tail ++ pending.
+                let mut need = tail_len;
+                for piece in pieces.iter().rev() {
+                    if need == 0 {
+                        break;
+                    }
+                    let take = need.min(piece.len());
+                    new_tail.splice(0..0, piece[piece.len() - take..].iter().copied());
+                    need -= take;
+                }
+                {
+                    let mut state = self.state.borrow_mut();
+                    let segment = &mut state.segments[index];
+                    segment.written = new_written;
+                    segment.tail = new_tail;
+                }
+                if !touched.iter().any(|f| Rc::ptr_eq(f, &file)) {
+                    touched.push(file);
+                }
+            }
+            index += 1;
+        }
+        let sync_due = {
+            let mut state = self.state.borrow_mut();
+            state.written_offset = target;
+            force
+                || state.sync_every_write()
+                || state
+                    .config
+                    .flush_messages
+                    .is_some_and(|n| state.messages_since_sync >= n)
+                || state
+                    .config
+                    .flush_ms
+                    .is_some_and(|ms| state.last_sync.elapsed().as_millis() as u64 >= ms)
+                || state.segments.iter().any(|s| s.sealed && !s.finalized)
+        };
+        if sync_due {
+            for file in &touched {
+                file.fdatasync().await.map_err(std::io::Error::from)?;
+            }
+            let mut state = self.state.borrow_mut();
+            state.durable_offset = state.durable_offset.max(target);
+            state.messages_since_sync = 0;
+            state.last_sync = Instant::now();
+            if state.sync_every_write() {
+                state.advance_high_watermark(target);
+            }
+            let durable = state.durable_offset;
+            let waiters = std::mem::take(&mut state.sync_waiters);
+            for (end, waiter) in waiters {
+                if end <= durable {
+                    let _ = waiter.send(Ok(()));
+                } else {
+                    state.sync_waiters.push((end, waiter));
+                }
+            }
+        }
+        self.finalize_sealed().await?;
+        Ok(())
+    }
+
+    /// Writes the indexes of sealed, fully written segments and trims their block padding.
+    async fn finalize_sealed(&self) -> Result<(), LogError> {
+        loop {
+            let job = {
+                let state = self.state.borrow();
+                state
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| {
+                        s.sealed && !s.finalized && s.pending.is_empty() && s.written == s.size
+                    })
+                    .map(|(i, s)| {
+                        (
+                            i,
+                            s.base_offset,
+                            s.file.clone(),
+                            s.size,
+                            s.index.encode(),
+                            s.time_index.encode(),
+                            s.index_path(),
+                            s.time_index_path(),
+                        )
+                    })
+            };
+            let Some((_, base, file, size, index, time_index, index_path, time_path)) = job else {
+                return Ok(());
+            };
+            if let Some(file) = &file {
+                file.truncate(size).await.map_err(std::io::Error::from)?;
+                file.fdatasync().await.map_err(std::io::Error::from)?;
+            }
+            file::write_whole(&index_path, &index).await?;
+            file::write_whole(&time_path, &time_index).await?;
+            let mut state = self.state.borrow_mut();
+            if let Some(segment) = state.segments.iter_mut().find(|s| s.base_offset == base) {
+                segment.finalized = true;
+                segment.tail.clear();
+            }
+        }
+    }
+
+    /// Drops cached batches up to and including the one at `base_offset`, if they are written.
+    fn cache_evict_through(&self, base_offset: Offset) -> bool {
+        let mut state = self.state.borrow_mut();
+        let written = state.written_offset;
+        let Some(front) = state.cache.front() else {
+            return true;
+        };
+        if front.base_offset > base_offset {
+            return true; // already gone (retention or truncation)
+        }
+        if front.last_offset >= written {
+            return false;
+        }
+        state.cache.pop_front();
+        true
+    }
+
+    /// Reads batches starting with the one that holds `offset`, up to about `max_bytes` (the
+    /// first batch is returned whole even if larger) and never at or past `upper_bound`.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        upper_bound: Option<Offset>,
+    ) -> Result<ReadOut, LogError> {
+        let (start, end, hw) = {
+            let s = self.state.borrow();
+            (s.log_start_offset, s.log_end_offset, s.high_watermark)
+        };
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        let limit = upper_bound.unwrap_or(hw).min(end);
+        let mut out = ReadOut {
+            chunks: Vec::new(),
+            bytes: 0,
+            high_watermark: hw,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        if offset >= limit {
+            return Ok(out);
+        }
+        // The tail cache first.
+        {
+            let state = self.state.borrow();
+            if state
+                .cache
+                .front()
+                .is_some_and(|front| front.base_offset <= offset)
+            {
+                let first = state.cache.partition_point(|b| b.last_offset < offset);
+                for cached in state.cache.iter().skip(first) {
+                    if cached.base_offset >= limit {
+                        break;
+                    }
+                    if out.bytes > 0 && out.bytes + cached.bytes.len() > max_bytes {
+                        break;
+                    }
+                    out.bytes += cached.bytes.len();
+                    out.chunks.push(Chunk::Memory(cached.bytes.clone()));
+                }
+                return Ok(out);
+            }
+        }
+        // Older data: a direct read from the segment that holds `offset`.
+        let (file, position, segment_end) = {
+            let state = self.state.borrow();
+            let index = state
+                .segments
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let mut index = index;
+            while index + 1 < state.segments.len() && state.segments[index].last_offset < offset {
+                index += 1;
+            }
+            let segment = &state.segments[index];
+            let Some(file) = segment.file.clone() else {
+                return Ok(out);
+            };
+            let relative = (offset - segment.base_offset).max(0) as u32;
+            (file, u64::from(segment.index.lookup(relative)), segment.written)
+        };
+        let mut position = position;
+        let mut want = max_bytes.max(READ_MIN_BYTES);
+        loop {
+            if position >= segment_end {
+                return Ok(out);
+            }
+            let length = (want as u64).min(segment_end - position) as usize;
+            let data = file.read_at(position, length).await.map_err(std::io::Error::from)?;
+            let mut cursor = 0;
+            let mut first_start = None;
+            let mut needed_more = None;
+            while cursor < data.len() {
+                let header = match batch::parse_header(&data[cursor..]) {
+                    Ok(h) => h,
+                    Err(batch::BatchError::Truncated(_)) => {
+                        if first_start.is_none() {
+                            let header_len = batch::HEADER_BYTES.min(data.len() - cursor);
+                            let size = if header_len >= batch::LOG_OVERHEAD_BYTES {
+                                batch::LOG_OVERHEAD_BYTES
+                                    + i32::from_be_bytes(
+                                        data[cursor + 8..cursor + 12].try_into().expect("4"),
+                                    )
+                                    .max(0) as usize
+                            } else {
+                                batch::HEADER_BYTES
+                            };
+                            needed_more = Some((position + cursor as u64, size));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(LogError::Corrupt(format!(
+                            "{} at position {}: {e}",
+                            self.dir.display(),
+                            position + cursor as u64
+                        )))
+                    }
+                };
+                if header.base_offset >= limit {
+                    break;
+                }
+                if header.last_offset() < offset {
+                    cursor += header.size;
+                    continue;
+                }
+                let start = *first_start.get_or_insert(cursor);
+                if cursor > start && cursor + header.size - start > max_bytes {
+                    break;
+                }
+                cursor += header.size;
+                out.bytes = cursor - start;
+            }
+            if let Some(start) = first_start {
+                if let Some(slice) = ReadResult::slice(&data, start, out.bytes) {
+                    out.chunks.push(Chunk::Disk(slice));
+                }
+                return Ok(out);
+            }
+            match needed_more {
+                Some((at, size)) => {
+                    position = at;
+                    want = size.max(READ_MIN_BYTES);
+                }
+                None => {
+                    if cursor == 0 {
+                        return Ok(out);
+                    }
+                    position += cursor as u64;
+                }
+            }
+        }
+    }
+
+    /// The first offset whose batch has a timestamp >= `timestamp`, with that batch's max
+    /// timestamp; `None` if no batch does.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(Offset, i64)>, LogError> {
+        let candidates: Vec<(Offset, u32)> = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= timestamp)
+                .map(|s| (s.base_offset, s.time_index.lookup(timestamp)))
+                .collect()
+        };
+        for (base, relative) in candidates {
+            let mut offset = base + i64::from(relative);
+            loop {
+                let out = self.read(offset, 1 << 20, None).await?;
+                if out.chunks.is_empty() {
+                    break;
+                }
+                let mut found = None;
+                for chunk in &out.chunks {
+                    let mut data = chunk.as_ref();
+                    while let Ok(header) = batch::parse_header(data) {
+                        if header.max_timestamp >= timestamp && header.last_offset() >= offset {
+                            found = Some((header.base_offset.max(offset), header.max_timestamp));
+                            break;
+                        }
+                        offset = header.last_offset() + 1;
+                        data = &data[header.size..];
+                    }
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset of the batch that holds it.
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        let state = self.state.borrow();
+        state
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= 0)
+            .max_by_key(|s| s.max_timestamp)
+            .map(|s| (s.base_offset, s.max_timestamp))
+    }
+
+    /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`, oldest first;
+    /// never the active one. Returns how many were deleted.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let doomed: Vec<Segment> = {
+            let mut state = self.state.borrow_mut();
+            let retention_ms = state.config.retention_ms;
+            let retention_bytes = state.config.retention_bytes;
+            let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
+            let mut doomed = Vec::new();
+            while state.segments.len() > 1 {
+                let front = &state.segments[0];
+                if !front.finalized {
+                    break;
+                }
+                let too_old = retention_ms >= 0 && now_ms - front.max_timestamp > retention_ms;
+                let too_big = retention_bytes >= 0 && total - front.size >= retention_bytes as u64;
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= front.size;
+                doomed.push(state.segments.pop_front().expect("checked"));
+            }
+            if !doomed.is_empty() {
+                let start = state.segments[0].base_offset;
+                state.log_start_offset = start;
+                while state.cache.front().is_some_and(|b| b.base_offset < start) {
+                    state.cache.pop_front();
+                }
+            }
+            doomed
+        };
+        for segment in &doomed {
+            tracing::info!(segment = %segment.path.display(), "retention deleted segment");
+            for path in [segment.path.clone(), segment.index_path(), segment.time_index_path()] {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    /// Rolls the active segment if it is older than `segment.ms` (checked periodically, as
+    /// Kafka checks it, so idle topics still age out).
+    pub fn roll_if_old(self: &Rc<Self>) {
+        let mut state = self.state.borrow_mut();
+        let segment_ms = state.config.segment_ms;
+        let next = state.log_end_offset;
+        let active = state.active();
+        if active.size > 0 && active.created.elapsed().as_millis() as i64 >= segment_ms {
+            active.sealed = true;
+            let dir = self.dir.clone();
+            state.segments.push_back(Segment::new(&dir, next));
+            drop(state);
+            self.storage.mark_dirty(self);
+        }
+    }
+
+    /// Flushes, syncs and writes the active segment's indexes: a clean close.
+    pub async fn close(self: &Rc<Self>) -> Result<(), LogError> {
+        self.flush(true).await?;
+        let job = {
+            let state = self.state.borrow();
+            let active = state.segments.back().expect("non-empty");
+            active.file.as_ref().map(|_| {
+                (
+                    active.index.encode(),
+                    active.time_index.encode(),
+                    active.index_path(),
+                    active.time_index_path(),
+                )
+            })
+        };
+        if let Some((index, time_index, index_path, time_path)) = job {
+            file::write_whole(&index_path, &index).await?;
+            file::write_whole(&time_path, &time_index).await?;
+        }
+        let state = self.state.borrow();
+        if let Some(active) = state.segments.back() {
+            if let Some(file) = &active.file {
+                // The active file keeps its block padding; recovery trims it.
+                let _ = file;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens one segment from disk. Sealed segments trust a valid index and only read their tail;
+/// the last segment (and any with a bad index) is scanned with CRC checks and a torn tail is
+/// truncated. Returns the segment and how many bytes were truncated.
+async fn recover_segment(
+    dir: &Path,
+    base: Offset,
+    is_last: bool,
+    config: &TopicConfig,
+) -> Result<(Segment, u64), LogError> {
+    let mut segment = Segment::new(dir, base);
+    let file = file::open_rw(&segment.path).await?;
+    let file_size = file.file_size().await.map_err(std::io::Error::from)?;
+    let interval = u64::from(config.index_interval_bytes);
+    let mut scan_from = 0u64;
+    let mut check_crc = true;
+    if !is_last {
+        let index = file::read_whole(&segment.index_path()).await?;
+        let time_index = file::read_whole(&segment.time_index_path()).await?;
+        if let (Some(index), Some(time_index)) = (index, time_index) {
+            if let (Some(index), Some(time_index)) = (
+                OffsetIndex::decode(&index, file_size),
+                TimeIndex::decode(&time_index),
+            ) {
+                if let Some((relative, position)) = index.last() {
+                    scan_from = u64::from(position);
+                    segment.last_offset = base + i64::from(relative) - 1;
+                    segment.max_timestamp = time_index.last().map_or(-1, |(t, _)| t);
+                    segment.index = index;
+                    segment.time_index = time_index;
+                    check_crc = false;
+                }
+            }
+        }
+    }
+    let mut position = scan_from;
+    let mut valid_end = scan_from;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut carry_start = scan_from;
+    let rebuild_index = segment.index.is_empty();
+    'scan: while position < file_size {
+        let length = ((file_size - position) as usize).min(SCAN_CHUNK_BYTES);
+        let chunk = file
+            .read_at(position, length)
+            .await
+            .map_err(std::io::Error::from)?;
+        if chunk.is_empty() {
+            break;
+        }
+        carry.extend_from_slice(&chunk);
+        position += chunk.len() as u64;
+        let mut cursor = 0;
+        loop {
+            let rest = &carry[cursor..];
+            let parsed = if check_crc {
+                batch::parse_checked(rest)
+            } else {
+                batch::parse_header(rest)
+            };
+            match parsed {
+                Ok(header) => {
+                    let at = carry_start + cursor as u64;
+                    let expected_base = segment.last_offset + 1;
+                    if header.base_offset != expected_base {
+                        break 'scan;
+                    }
+                    if rebuild_index {
+                        segment.note_batch(&header, at, interval);
+                    } else {
+                        segment.last_offset = header.last_offset();
+                        segment.max_timestamp = segment.max_timestamp.max(header.max_timestamp);
+                    }
+                    cursor += header.size;
+                    valid_end = carry_start + cursor as u64;
+                }
+                Err(batch::BatchError::Truncated(_)) if position < file_size => break,
+                Err(_) => break 'scan,
+            }
+        }
+        carry.drain(..cursor);
+        carry_start += cursor as u64;
+    }
+    let truncated = file_size - valid_end;
+    if truncated > 0 || rebuild_index {
+        if !is_last && truncated > 0 {
+            return Err(LogError::Corrupt(format!(
+                "sealed segment {} has {truncated} bad bytes at position {valid_end}",
+                segment.path.display()
+            )));
+        }
+        if truncated > 0 {
+            file.truncate(valid_end).await.map_err(std::io::Error::from)?;
+            file.fdatasync().await.map_err(std::io::Error::from)?;
+        }
+    }
+    segment.size = valid_end;
+    segment.written = valid_end;
+    let tail_start = align_down(valid_end);
+    if valid_end > tail_start {
+        let tail = file
+            .read_at(tail_start, (valid_end - tail_start) as usize)
+            .await
+            .map_err(std::io::Error::from)?;
+        segment.tail = tail.to_vec();
+    }
+    if !is_last {
+        segment.sealed = true;
+        segment.finalized = true;
+        if rebuild_index {
+            file::write_whole(&segment.index_path(), &segment.index.encode()).await?;
+            file::write_whole(&segment.time_index_path(), &segment.time_index.encode()).await?;
+        }
+    }
+    segment.file = Some(file);
+    Ok((segment, truncated))
+}
