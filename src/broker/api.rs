@@ -96,7 +96,7 @@ pub async fn start(
         ApiKey::ListOffsets => {
             let request: m::ListOffsetsRequest = decode(body, &header)?;
             runtime::spawn_task(async move {
-                let response = list_offsets(&shard, request).await;
+                let response = list_offsets(&shard, request, header.api_version).await;
                 encoded(key, &header, &response)
             })
         }
@@ -110,7 +110,7 @@ pub async fn start(
         ApiKey::CreateTopics => {
             let request: m::CreateTopicsRequest = decode(body, &header)?;
             runtime::spawn_task(async move {
-                let response = create_topics(&shard, request).await;
+                let response = create_topics(&shard, request, header.api_version).await;
                 encoded(key, &header, &response)
             })
         }
@@ -149,7 +149,7 @@ pub async fn start(
         }
         ApiKey::DescribeCluster => {
             let _request: m::DescribeClusterRequest = decode(body, &header)?;
-            ready(encoded(key, &header, &describe_cluster(&shard)))
+            ready(encoded(key, &header, &describe_cluster(&shard, header.api_version)))
         }
         other => return Err(format!("API {other:?} is not supported by this broker")),
     })
@@ -286,8 +286,12 @@ async fn produce_start(
                 p.error_code = r.error_code;
                 p.base_offset = r.base_offset;
                 p.log_append_time_ms = r.log_append_time_ms;
-                p.log_start_offset = r.log_start_offset;
-                p.error_message = r.message.as_deref().map(str_bytes);
+                if version >= 5 {
+                    p.log_start_offset = r.log_start_offset;
+                }
+                if version >= 8 {
+                    p.error_message = r.message.as_deref().map(str_bytes);
+                }
                 topic.partition_responses.push(p);
             }
             response.responses.push(topic);
@@ -495,7 +499,11 @@ async fn fetch_all(shard: &Rc<Shard>, items: &[FetchItem]) -> Vec<FetchResult<Ch
 
 // ---------------------------------------------------------------------------------------------
 
-async fn list_offsets(shard: &Rc<Shard>, request: m::ListOffsetsRequest) -> m::ListOffsetsResponse {
+async fn list_offsets(
+    shard: &Rc<Shard>,
+    request: m::ListOffsetsRequest,
+    version: i16,
+) -> m::ListOffsetsResponse {
     let image = shard.image();
     let mut by_shard: BTreeMap<ShardId, Vec<ops::ListOffsetsItem>> = BTreeMap::new();
     let mut results = Vec::new();
@@ -546,7 +554,9 @@ async fn list_offsets(shard: &Rc<Shard>, request: m::ListOffsetsRequest) -> m::L
             p.error_code = r.error_code;
             p.timestamp = r.timestamp;
             p.offset = r.offset;
-            p.leader_epoch = r.leader_epoch;
+            if version >= 4 {
+                p.leader_epoch = r.leader_epoch;
+            }
             topic.partitions.push(p);
         }
         response.topics.push(topic);
@@ -623,8 +633,12 @@ async fn metadata(shard: &Rc<Shard>, request: m::MetadataRequest, version: i16) 
     broker.host = str_bytes(&host);
     broker.port = port as i32;
     response.brokers.push(broker);
-    response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
-    response.controller_id = broker_id;
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
+    }
+    if version >= 1 {
+        response.controller_id = broker_id;
+    }
     let names: Vec<(String, Option<[u8; 16]>)> = match wanted {
         None => image.topics.keys().map(|n| (n.clone(), None)).collect(),
         Some(w) => w,
@@ -641,19 +655,22 @@ async fn metadata(shard: &Rc<Shard>, request: m::MetadataRequest, version: i16) 
                     code::UNKNOWN_TOPIC_OR_PARTITION
                 };
                 topic.name = (!name.is_empty()).then(|| TopicName(str_bytes(&name)));
-                if let Some(id) = id {
+                if let (Some(id), true) = (id, version >= 10) {
                     topic.topic_id = uuid::Uuid::from_bytes(id);
                 }
             }
             Some(t) => {
                 topic.name = Some(TopicName(str_bytes(&name)));
-                topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
-                topic.topic_authorized_operations = i32::MIN;
+                if version >= 10 {
+                    topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
+                }
                 for index in 0..t.record.partitions as i32 {
                     let mut p = m::metadata_response::MetadataResponsePartition::default();
                     p.partition_index = index;
                     p.leader_id = broker_id;
-                    p.leader_epoch = 0;
+                    if version >= 7 {
+                        p.leader_epoch = 0;
+                    }
                     p.replica_nodes = vec![broker_id];
                     p.isr_nodes = vec![broker_id];
                     topic.partitions.push(p);
@@ -662,7 +679,6 @@ async fn metadata(shard: &Rc<Shard>, request: m::MetadataRequest, version: i16) 
         }
         response.topics.push(topic);
     }
-    response.cluster_authorized_operations = i32::MIN;
     response
 }
 
@@ -680,7 +696,11 @@ fn advertised(shard: &Shard) -> (String, u16) {
     (host, port)
 }
 
-async fn create_topics(shard: &Rc<Shard>, request: m::CreateTopicsRequest) -> m::CreateTopicsResponse {
+async fn create_topics(
+    shard: &Rc<Shard>,
+    request: m::CreateTopicsRequest,
+    version: i16,
+) -> m::CreateTopicsResponse {
     let topics = request
         .topics
         .iter()
@@ -711,11 +731,15 @@ async fn create_topics(shard: &Rc<Shard>, request: m::CreateTopicsRequest) -> m:
     for o in outcomes {
         let mut t = m::create_topics_response::CreatableTopicResult::default();
         t.name = TopicName(str_bytes(&o.name));
-        t.topic_id = uuid::Uuid::from_bytes(o.topic_id);
+        if version >= 7 {
+            t.topic_id = uuid::Uuid::from_bytes(o.topic_id);
+        }
         t.error_code = o.error_code;
         t.error_message = o.message.as_deref().map(str_bytes);
-        t.num_partitions = o.partitions;
-        t.replication_factor = o.replication_factor;
+        if version >= 5 {
+            t.num_partitions = o.partitions;
+            t.replication_factor = o.replication_factor;
+        }
         response.topics.push(t);
     }
     response
@@ -739,7 +763,9 @@ async fn delete_topics(shard: &Rc<Shard>, request: m::DeleteTopicsRequest, versi
     for o in outcomes {
         let mut r = m::delete_topics_response::DeletableTopicResult::default();
         r.name = Some(TopicName(str_bytes(&o.name)));
-        r.topic_id = uuid::Uuid::from_bytes(o.topic_id);
+        if version >= 6 {
+            r.topic_id = uuid::Uuid::from_bytes(o.topic_id);
+        }
         r.error_code = o.error_code;
         if version >= 5 {
             r.error_message = o.message.as_deref().map(str_bytes);
@@ -912,13 +938,14 @@ async fn incremental_alter_configs(
     response
 }
 
-fn describe_cluster(shard: &Rc<Shard>) -> m::DescribeClusterResponse {
+fn describe_cluster(shard: &Rc<Shard>, version: i16) -> m::DescribeClusterResponse {
     let mut response = m::DescribeClusterResponse::default();
     let (host, port) = advertised(shard);
     response.cluster_id = str_bytes(&shard.config.cluster_id);
     response.controller_id = BrokerId(shard.config.broker_id);
-    response.endpoint_type = 1;
-    response.cluster_authorized_operations = i32::MIN;
+    if version >= 1 {
+        response.endpoint_type = 1;
+    }
     let mut broker = m::describe_cluster_response::DescribeClusterBroker::default();
     broker.broker_id = BrokerId(shard.config.broker_id);
     broker.host = str_bytes(&host);

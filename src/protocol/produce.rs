@@ -110,7 +110,7 @@ mod tests {
 
     fn library_request(version: i16) -> BytesMut {
         let mut request = Lib::default();
-        request.transactional_id = Some(StrBytes::from_static_str("tx"));
+        request.transactional_id = Some(kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("tx")));
         request.acks = -1;
         request.timeout_ms = 1500;
         for (name, id) in [("alpha", 1u8), ("beta", 2)] {

@@ -1,0 +1,159 @@
+//! Test support: runs the real `shardlog` binary as a child process on an OS-chosen port,
+//! with its own data directory, two unpinned shards and a small io_uring buffer.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Broker {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    overrides: Vec<(String, String)>,
+}
+
+impl Broker {
+    /// Starts a broker on `data_dir` with the test defaults plus `overrides`.
+    pub fn start(data_dir: &Path, overrides: &[(&str, &str)]) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            bootstrap: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            log_path: data_dir.with_extension("broker.log"),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("broker log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+        command.arg("broker");
+        let mut settings: Vec<(String, String)> = vec![
+            ("log.dirs".into(), self.data_dir.display().to_string()),
+            ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
+            ("num.shards".into(), "2".into()),
+            ("shard.pinning".into(), "false".into()),
+            ("shard.io.memory.bytes".into(), "1048576".into()),
+            ("metrics.listener".into(), "none".into()),
+        ];
+        settings.extend(self.overrides.iter().cloned());
+        for (key, value) in settings {
+            command.arg("--override").arg(format!("{key}={value}"));
+        }
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start shardlog");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("shardlog broker listening on ") {
+                    let _ = tx.send(address.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(address) => self.bootstrap = address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "broker did not start; its log:\n{}",
+                    std::fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(status) => status.expect("wait"),
+            Err(_) => {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+                panic!("broker did not stop within 30 s of SIGTERM");
+            }
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the broker first");
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("wait").is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`. For conditions the
+/// broker reaches on its own schedule (retention), not as a stand-in for synchronisation.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
