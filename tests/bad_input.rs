@@ -1,0 +1,312 @@
+//! Bad input over a raw socket: each gets Kafka's answer (an error code, or a closed
+//! connection where Kafka closes), nothing acknowledged is lost, and other clients carry on.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::Broker;
+use kafka_protocol::messages::{
+    self as m, ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+struct Client {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    fn connect(bootstrap: &str) -> Client {
+        let stream = TcpStream::connect(bootstrap).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { stream, correlation: 0 }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn frame<M: Encodable>(&mut self, key: ApiKey, version: i16, body: &M) -> Vec<u8> {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(StrBytes::from_static_str("bad-input-test"));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        frame
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        if self.stream.read_exact(&mut size).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, body: &Req) -> Resp {
+        let frame = self.frame(key, version, body);
+        self.send_raw(&frame);
+        let mut response = self.read_frame().expect("a response");
+        let header = ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        Resp::decode(&mut response, version).unwrap()
+    }
+
+    fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+fn batch(records: usize, value_size: usize) -> Vec<u8> {
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; value_size])),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.to_vec()
+}
+
+fn produce(client: &mut Client, topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> Option<i16> {
+    let mut request = m::ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 5000;
+    let mut data = m::produce_request::TopicProduceData::default();
+    data.name = TopicName(StrBytes::from_string(topic.into()));
+    let mut p = m::produce_request::PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(Bytes::from(records));
+    data.partition_data.push(p);
+    request.topic_data.push(data);
+    if acks == 0 {
+        let frame = client.frame(ApiKey::Produce, 9, &request);
+        client.send_raw(&frame);
+        return None;
+    }
+    let response: m::ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    Some(response.responses[0].partition_responses[0].error_code)
+}
+
+fn latest_offset(client: &mut Client, topic: &str) -> i64 {
+    let mut request = m::ListOffsetsRequest::default();
+    request.replica_id = m::BrokerId(-1);
+    let mut t = m::list_offsets_request::ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.into()));
+    let mut p = m::list_offsets_request::ListOffsetsPartition::default();
+    p.partition_index = 0;
+    p.timestamp = -1;
+    t.partitions.push(p);
+    request.topics.push(t);
+    let response: m::ListOffsetsResponse = client.call(ApiKey::ListOffsets, 5, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.offset
+}
+
+fn create_topic(client: &mut Client, name: &str, configs: &[(&str, &str)]) {
+    let mut request = m::CreateTopicsRequest::default();
+    request.timeout_ms = 5000;
+    let mut topic = m::create_topics_request::CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.into()));
+    topic.num_partitions = 1;
+    topic.replication_factor = 1;
+    for (k, v) in configs {
+        let mut c = m::create_topics_request::CreatableTopicConfig::default();
+        c.name = StrBytes::from_string(k.to_string());
+        c.value = Some(StrBytes::from_string(v.to_string()));
+        topic.configs.push(c);
+    }
+    request.topics.push(topic);
+    let response: m::CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+}
+
+fn api_versions_works(bootstrap: &str) {
+    let mut client = Client::connect(bootstrap);
+    let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+}
+
+#[test]
+fn bad_batches_get_kafka_errors_and_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut client = Client::connect(&broker.bootstrap);
+    create_topic(&mut client, "strict", &[("max.message.bytes", "2000")]);
+
+    assert_eq!(produce(&mut client, "strict", 0, batch(3, 10), -1), Some(0));
+    assert_eq!(latest_offset(&mut client, "strict"), 3);
+
+    let mut bad_crc = batch(2, 10);
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0xff;
+    assert_eq!(produce(&mut client, "strict", 0, bad_crc, -1), Some(2), "CORRUPT_MESSAGE");
+
+    let mut old_magic = batch(2, 10);
+    old_magic[16] = 1;
+    assert_eq!(produce(&mut client, "strict", 0, old_magic, -1), Some(43), "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    let mut bad_magic = batch(2, 10);
+    bad_magic[16] = 9;
+    assert_eq!(produce(&mut client, "strict", 0, bad_magic, -1), Some(2), "CORRUPT_MESSAGE");
+
+    let mut truncated = batch(2, 10);
+    truncated.truncate(truncated.len() - 5);
+    assert_eq!(produce(&mut client, "strict", 0, truncated, -1), Some(2), "CORRUPT_MESSAGE");
+
+    assert_eq!(produce(&mut client, "strict", 0, batch(1, 3000), -1), Some(10), "MESSAGE_TOO_LARGE");
+    assert_eq!(produce(&mut client, "strict", 7, batch(1, 10), -1), Some(3), "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(produce(&mut client, "no-such-topic-x", 0, batch(1, 10), -1), Some(3));
+    assert_eq!(produce(&mut client, "strict", 0, batch(1, 10), 5), Some(21), "INVALID_REQUIRED_ACKS");
+
+    // None of those appended anything; a good batch still lands right after the first.
+    assert_eq!(latest_offset(&mut client, "strict"), 3);
+    // acks=0 gets no response; the next request's response is the next thing on the wire.
+    assert_eq!(produce(&mut client, "strict", 0, batch(2, 10), 0), None);
+    assert_eq!(produce(&mut client, "strict", 0, batch(1, 10), 1), Some(0));
+    assert_eq!(latest_offset(&mut client, "strict"), 6);
+}
+
+#[test]
+fn malformed_frames_close_only_their_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("data"), &[("socket.request.max.bytes", "65536")]);
+    let mut bystander = Client::connect(&broker.bootstrap);
+    let _: ApiVersionsResponse = bystander.call(ApiKey::ApiVersions, 0, &m::ApiVersionsRequest::default());
+
+    // A frame over socket.request.max.bytes: closed before the body is read.
+    let mut oversized = Client::connect(&broker.bootstrap);
+    oversized.send_raw(&(1_000_000i32).to_be_bytes());
+    assert!(oversized.is_closed());
+
+    // A negative size.
+    let mut negative = Client::connect(&broker.bootstrap);
+    negative.send_raw(&(-7i32).to_be_bytes());
+    assert!(negative.is_closed());
+
+    // A truncated frame, then the client goes away.
+    let mut truncated = Client::connect(&broker.bootstrap);
+    truncated.send_raw(&[0, 0, 0, 100, 0, 18, 0]);
+    truncated.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(truncated.is_closed());
+
+    // An unknown API key.
+    let mut unknown = Client::connect(&broker.bootstrap);
+    let mut frame = unknown.frame(ApiKey::ApiVersions, 0, &m::ApiVersionsRequest::default());
+    frame[4..6].copy_from_slice(&999i16.to_be_bytes());
+    unknown.send_raw(&frame);
+    assert!(unknown.is_closed());
+
+    // A version of a known API that we do not serve.
+    let mut unsupported = Client::connect(&broker.bootstrap);
+    let mut frame = unsupported.frame(ApiKey::Metadata, 0, &m::MetadataRequest::default());
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    unsupported.send_raw(&frame);
+    assert!(unsupported.is_closed());
+
+    // A request body that does not parse.
+    let mut garbage = Client::connect(&broker.bootstrap);
+    let mut frame = garbage.frame(ApiKey::CreateTopics, 5, &m::CreateTopicsRequest::default());
+    frame.extend_from_slice(&[0xff; 3]);
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    frame[18..22].copy_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
+    garbage.send_raw(&frame);
+    assert!(garbage.is_closed());
+
+    // The bystander never noticed, and new connections work.
+    let response: ApiVersionsResponse = bystander.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+    api_versions_works(&broker.bootstrap);
+    assert!(broker.is_running());
+}
+
+#[test]
+fn api_versions_answers_unknown_versions_in_v0_and_sends_no_tagged_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut client = Client::connect(&broker.bootstrap);
+    let mut frame = client.frame(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&42i16.to_be_bytes());
+    client.send_raw(&frame);
+    let mut response = client.read_frame().expect("answered");
+    let header = ResponseHeader::decode(&mut response, 0).unwrap();
+    assert_eq!(header.correlation_id, client.correlation);
+    let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
+    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    let produce = body.api_keys.iter().find(|k| k.api_key == 0).expect("Produce listed");
+    assert_eq!(produce.min_version, 0, "Produce is advertised from v0");
+
+    // v3: the body ends with an empty tagged-field section (old librdkafka cannot skip tags).
+    let frame = client.frame(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    client.send_raw(&frame);
+    let raw = client.read_frame().unwrap();
+    assert_eq!(*raw.last().unwrap(), 0);
+    let mut bytes = raw.clone();
+    let _ = ResponseHeader::decode(&mut bytes, 0).unwrap();
+    let body = ApiVersionsResponse::decode(&mut bytes, 3).unwrap();
+    assert!(body.supported_features.is_empty() && body.finalized_features.is_empty());
+    assert!(body.unknown_tagged_fields.is_empty());
+}
+
+#[test]
+fn garbage_connections_do_not_disturb_a_working_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut good = Client::connect(&broker.bootstrap);
+    create_topic(&mut good, "steady", &[]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..200u64 {
+        let mut noise = Client::connect(&broker.bootstrap);
+        let length = 1 + (round as usize * 37) % 300;
+        let mut bytes = Vec::with_capacity(length);
+        for _ in 0..length {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            bytes.push(state as u8);
+        }
+        // Half the time, a plausible frame header in front of the noise.
+        if round % 2 == 0 {
+            let mut framed = ((length + 4) as i32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&(state as u16 % 80).to_be_bytes());
+            framed.extend_from_slice(&(state as u16 % 20).to_be_bytes());
+            framed.extend_from_slice(&bytes);
+            bytes = framed;
+        }
+        noise.send_raw(&bytes);
+        drop(noise);
+        if round % 20 == 0 {
+            assert_eq!(produce(&mut good, "steady", 0, batch(1, 10), -1), Some(0));
+        }
+    }
+    assert_eq!(latest_offset(&mut good, "steady"), 10);
+    assert!(broker.is_running(), "the broker survived:\n{}", broker.log());
+}
