@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use shardlog::config::{self, BrokerConfig};
 
 #[derive(Parser)]
-#[command(name = "shardlog", version, about = "A Kafka-compatible streaming platform")]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-compatible streaming platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

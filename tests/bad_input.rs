@@ -13,7 +13,9 @@ use kafka_protocol::messages::{
     self as m, ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 struct Client {
     stream: TcpStream,
@@ -23,8 +25,13 @@ struct Client {
 impl Client {
     fn connect(bootstrap: &str) -> Client {
         let stream = TcpStream::connect(bootstrap).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { stream, correlation: 0 }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Client {
+            stream,
+            correlation: 0,
+        }
     }
 
     fn send_raw(&mut self, bytes: &[u8]) {
@@ -39,7 +46,9 @@ impl Client {
         header.correlation_id = self.correlation;
         header.client_id = Some(StrBytes::from_static_str("bad-input-test"));
         let mut buf = BytesMut::new();
-        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
         body.encode(&mut buf, version).unwrap();
         let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&buf);
@@ -57,11 +66,17 @@ impl Client {
         Some(Bytes::from(body))
     }
 
-    fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, body: &Req) -> Resp {
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
         let frame = self.frame(key, version, body);
         self.send_raw(&frame);
         let mut response = self.read_frame().expect("a response");
-        let header = ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
+        let header =
+            ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, self.correlation);
         Resp::decode(&mut response, version).unwrap()
     }
@@ -91,11 +106,25 @@ fn batch(records: usize, value_size: usize) -> Vec<u8> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.to_vec()
 }
 
-fn produce(client: &mut Client, topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> Option<i16> {
+fn produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Vec<u8>,
+    acks: i16,
+) -> Option<i16> {
     let mut request = m::ProduceRequest::default();
     request.acks = acks;
     request.timeout_ms = 5000;
@@ -146,12 +175,17 @@ fn create_topic(client: &mut Client, name: &str, configs: &[(&str, &str)]) {
     }
     request.topics.push(topic);
     let response: m::CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
 }
 
 fn api_versions_works(bootstrap: &str) {
     let mut client = Client::connect(bootstrap);
-    let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    let response: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
 }
 
@@ -168,23 +202,54 @@ fn bad_batches_get_kafka_errors_and_append_nothing() {
     let mut bad_crc = batch(2, 10);
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;
-    assert_eq!(produce(&mut client, "strict", 0, bad_crc, -1), Some(2), "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&mut client, "strict", 0, bad_crc, -1),
+        Some(2),
+        "CORRUPT_MESSAGE"
+    );
 
     let mut old_magic = batch(2, 10);
     old_magic[16] = 1;
-    assert_eq!(produce(&mut client, "strict", 0, old_magic, -1), Some(43), "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    assert_eq!(
+        produce(&mut client, "strict", 0, old_magic, -1),
+        Some(43),
+        "UNSUPPORTED_FOR_MESSAGE_FORMAT"
+    );
     let mut bad_magic = batch(2, 10);
     bad_magic[16] = 9;
-    assert_eq!(produce(&mut client, "strict", 0, bad_magic, -1), Some(2), "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&mut client, "strict", 0, bad_magic, -1),
+        Some(2),
+        "CORRUPT_MESSAGE"
+    );
 
     let mut truncated = batch(2, 10);
     truncated.truncate(truncated.len() - 5);
-    assert_eq!(produce(&mut client, "strict", 0, truncated, -1), Some(2), "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&mut client, "strict", 0, truncated, -1),
+        Some(2),
+        "CORRUPT_MESSAGE"
+    );
 
-    assert_eq!(produce(&mut client, "strict", 0, batch(1, 3000), -1), Some(10), "MESSAGE_TOO_LARGE");
-    assert_eq!(produce(&mut client, "strict", 7, batch(1, 10), -1), Some(3), "UNKNOWN_TOPIC_OR_PARTITION");
-    assert_eq!(produce(&mut client, "no-such-topic-x", 0, batch(1, 10), -1), Some(3));
-    assert_eq!(produce(&mut client, "strict", 0, batch(1, 10), 5), Some(21), "INVALID_REQUIRED_ACKS");
+    assert_eq!(
+        produce(&mut client, "strict", 0, batch(1, 3000), -1),
+        Some(10),
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&mut client, "strict", 7, batch(1, 10), -1),
+        Some(3),
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        produce(&mut client, "no-such-topic-x", 0, batch(1, 10), -1),
+        Some(3)
+    );
+    assert_eq!(
+        produce(&mut client, "strict", 0, batch(1, 10), 5),
+        Some(21),
+        "INVALID_REQUIRED_ACKS"
+    );
 
     // None of those appended anything; a good batch still lands right after the first.
     assert_eq!(latest_offset(&mut client, "strict"), 3);
@@ -197,9 +262,13 @@ fn bad_batches_get_kafka_errors_and_append_nothing() {
 #[test]
 fn malformed_frames_close_only_their_own_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(&dir.path().join("data"), &[("socket.request.max.bytes", "65536")]);
+    let mut broker = Broker::start(
+        &dir.path().join("data"),
+        &[("socket.request.max.bytes", "65536")],
+    );
     let mut bystander = Client::connect(&broker.bootstrap);
-    let _: ApiVersionsResponse = bystander.call(ApiKey::ApiVersions, 0, &m::ApiVersionsRequest::default());
+    let _: ApiVersionsResponse =
+        bystander.call(ApiKey::ApiVersions, 0, &m::ApiVersionsRequest::default());
 
     // A frame over socket.request.max.bytes: closed before the body is read.
     let mut oversized = Client::connect(&broker.bootstrap);
@@ -214,7 +283,10 @@ fn malformed_frames_close_only_their_own_connection() {
     // A truncated frame, then the client goes away.
     let mut truncated = Client::connect(&broker.bootstrap);
     truncated.send_raw(&[0, 0, 0, 100, 0, 18, 0]);
-    truncated.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    truncated
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
     assert!(truncated.is_closed());
 
     // An unknown API key.
@@ -242,7 +314,8 @@ fn malformed_frames_close_only_their_own_connection() {
     assert!(garbage.is_closed());
 
     // The bystander never noticed, and new connections work.
-    let response: ApiVersionsResponse = bystander.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
+    let response: ApiVersionsResponse =
+        bystander.call(ApiKey::ApiVersions, 3, &m::ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
     api_versions_works(&broker.bootstrap);
     assert!(broker.is_running());
@@ -261,7 +334,11 @@ fn api_versions_answers_unknown_versions_in_v0_and_sends_no_tagged_fields() {
     assert_eq!(header.correlation_id, client.correlation);
     let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
     assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
-    let produce = body.api_keys.iter().find(|k| k.api_key == 0).expect("Produce listed");
+    let produce = body
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 0)
+        .expect("Produce listed");
     assert_eq!(produce.min_version, 0, "Produce is advertised from v0");
 
     // v3: the body ends with an empty tagged-field section (old librdkafka cannot skip tags).
@@ -308,5 +385,9 @@ fn garbage_connections_do_not_disturb_a_working_client() {
         }
     }
     assert_eq!(latest_offset(&mut good, "steady"), 10);
-    assert!(broker.is_running(), "the broker survived:\n{}", broker.log());
+    assert!(
+        broker.is_running(),
+        "the broker survived:\n{}",
+        broker.log()
+    );
 }

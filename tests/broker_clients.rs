@@ -74,7 +74,13 @@ struct Received {
 }
 
 /// Reads `count` messages from `start` on every partition of `topic`.
-fn consume(bootstrap: &str, topic: &str, partitions: i32, start: Offset, count: usize) -> Vec<Received> {
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    start: Offset,
+    count: usize,
+) -> Vec<Received> {
     let consumer = consumer(bootstrap);
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
@@ -113,13 +119,21 @@ fn consume(bootstrap: &str, topic: &str, partitions: i32, start: Offset, count: 
     out
 }
 
-fn produce_sequence(bootstrap: &str, topic: &str, from: usize, to: usize, extra: &[(&str, &str)]) -> Vec<(i32, i64)> {
+fn produce_sequence(
+    bootstrap: &str,
+    topic: &str,
+    from: usize,
+    to: usize,
+    extra: &[(&str, &str)],
+) -> Vec<(i32, i64)> {
     let producer = producer(bootstrap, extra);
     let futures: Vec<_> = (from..to)
         .map(|i| {
             let key = format!("key-{i}");
             let value = format!("value-{i}");
-            producer.send_result(FutureRecord::to(topic).key(&key).payload(&value)).expect("queue")
+            producer
+                .send_result(FutureRecord::to(topic).key(&key).payload(&value))
+                .expect("queue")
         })
         .collect();
     futures
@@ -141,36 +155,59 @@ fn produce_keyed_and_unkeyed_with_headers_then_consume_from_earliest() {
         let value = format!("payload-{i}");
         let key = format!("customer-{}", i % 7);
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "trace", value: Some(format!("t{i}").as_bytes()) })
-            .insert(Header { key: "empty", value: None::<&[u8]> });
+            .insert(Header {
+                key: "trace",
+                value: Some(format!("t{i}").as_bytes()),
+            })
+            .insert(Header {
+                key: "empty",
+                value: None::<&[u8]>,
+            });
         let mut record = FutureRecord::to(topic).payload(&value).headers(headers);
         if i % 2 == 0 {
             record = record.key(&key);
         }
         let delivery = block_on(producer.send(record, TIMEOUT)).expect("acked");
-        sent.push((i, delivery.partition, delivery.offset, (i % 2 == 0).then_some(key)));
+        sent.push((
+            i,
+            delivery.partition,
+            delivery.offset,
+            (i % 2 == 0).then_some(key),
+        ));
     }
     // Keyed records of one key all land on one partition.
     let mut key_partition: BTreeMap<String, i32> = BTreeMap::new();
     for (_, partition, _, key) in &sent {
         if let Some(key) = key {
-            assert_eq!(*key_partition.entry(key.clone()).or_insert(*partition), *partition);
+            assert_eq!(
+                *key_partition.entry(key.clone()).or_insert(*partition),
+                *partition
+            );
         }
     }
     let received = consume(&broker.bootstrap, topic, 3, Offset::Beginning, 200);
-    let by_position: BTreeMap<(i32, i64), &Received> =
-        received.iter().map(|r| ((r.partition, r.offset), r)).collect();
+    let by_position: BTreeMap<(i32, i64), &Received> = received
+        .iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
     assert_eq!(by_position.len(), 200, "no duplicates");
     for (i, partition, offset, key) in &sent {
         let got = by_position[&(*partition, *offset)];
         assert_eq!(got.value, format!("payload-{i}").into_bytes());
         assert_eq!(got.key, key.as_ref().map(|k| k.clone().into_bytes()));
-        assert_eq!(got.headers[0], ("trace".to_string(), format!("t{i}").into_bytes()));
+        assert_eq!(
+            got.headers[0],
+            ("trace".to_string(), format!("t{i}").into_bytes())
+        );
         assert_eq!(got.headers[1].0, "empty");
     }
     // Offsets are dense from 0 on every partition.
     for p in 0..3 {
-        let offsets: Vec<i64> = received.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
+        let offsets: Vec<i64> = received
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
         let mut sorted = offsets.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..offsets.len() as i64).collect::<Vec<_>>());
@@ -195,24 +232,35 @@ fn list_offsets_by_timestamp() {
     let base = 1_700_000_000_000i64;
     for i in 0..50i64 {
         let value = format!("v{i}");
-        block_on(producer.send(
-            FutureRecord::<(), _>::to("timed").payload(&value).timestamp(base + i * 1000),
-            TIMEOUT,
-        ))
+        block_on(
+            producer.send(
+                FutureRecord::<(), _>::to("timed")
+                    .payload(&value)
+                    .timestamp(base + i * 1000),
+                TIMEOUT,
+            ),
+        )
         .expect("acked");
     }
     let consumer = consumer(&broker.bootstrap);
     for (target, expected) in [(base, 0), (base + 20_500, 21), (base + 49_000, 49), (0, 0)] {
         let mut query = TopicPartitionList::new();
-        query.add_partition_offset("timed", 0, Offset::Offset(target)).unwrap();
+        query
+            .add_partition_offset("timed", 0, Offset::Offset(target))
+            .unwrap();
         let found = consumer.offsets_for_times(query, TIMEOUT).unwrap();
         let offset = found.find_partition("timed", 0).unwrap().offset();
         assert_eq!(offset, Offset::Offset(expected), "timestamp {target}");
     }
     let mut query = TopicPartitionList::new();
-    query.add_partition_offset("timed", 0, Offset::Offset(base + 1_000_000)).unwrap();
+    query
+        .add_partition_offset("timed", 0, Offset::Offset(base + 1_000_000))
+        .unwrap();
     let found = consumer.offsets_for_times(query, TIMEOUT).unwrap();
-    assert_eq!(found.find_partition("timed", 0).unwrap().offset(), Offset::End);
+    assert_eq!(
+        found.find_partition("timed", 0).unwrap().offset(),
+        Offset::End
+    );
 }
 
 #[test]
@@ -222,7 +270,13 @@ fn every_compression_codec_round_trips() {
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("codec-{codec}");
         create_topic(&broker.bootstrap, &topic, 1, &[]);
-        produce_sequence(&broker.bootstrap, &topic, 0, 300, &[("compression.codec", codec), ("linger.ms", "20")]);
+        produce_sequence(
+            &broker.bootstrap,
+            &topic,
+            0,
+            300,
+            &[("compression.codec", codec), ("linger.ms", "20")],
+        );
         let received = consume(&broker.bootstrap, &topic, 1, Offset::Beginning, 300);
         for (i, r) in received.iter().enumerate() {
             assert_eq!(r.offset, i as i64, "{codec}");
@@ -240,7 +294,12 @@ fn every_compression_codec_round_trips() {
 fn restart_keeps_everything_and_offsets_continue() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(&dir.path().join("data"), &[]);
-    create_topic(&broker.bootstrap, "kept", 2, &[("message.timestamp.type", "LogAppendTime")]);
+    create_topic(
+        &broker.bootstrap,
+        "kept",
+        2,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
     let first = produce_sequence(&broker.bootstrap, "kept", 0, 400, &[]);
     let status = broker.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
@@ -248,10 +307,14 @@ fn restart_keeps_everything_and_offsets_continue() {
     let received = consume(&broker.bootstrap, "kept", 2, Offset::Beginning, 400);
     let mut values: Vec<Vec<u8>> = received.iter().map(|r| r.value.clone()).collect();
     values.sort();
-    let mut expected: Vec<Vec<u8>> = (0..400).map(|i| format!("value-{i}").into_bytes()).collect();
+    let mut expected: Vec<Vec<u8>> = (0..400)
+        .map(|i| format!("value-{i}").into_bytes())
+        .collect();
     expected.sort();
     assert_eq!(values, expected);
-    assert!(received.iter().all(|r| matches!(r.timestamp, Timestamp::LogAppendTime(_))));
+    assert!(received
+        .iter()
+        .all(|r| matches!(r.timestamp, Timestamp::LogAppendTime(_))));
     let ends: BTreeMap<i32, i64> = first.iter().fold(BTreeMap::new(), |mut acc, (p, o)| {
         let e = acc.entry(*p).or_insert(0);
         *e = (*e).max(o + 1);
@@ -259,7 +322,10 @@ fn restart_keeps_everything_and_offsets_continue() {
     });
     let second = produce_sequence(&broker.bootstrap, "kept", 400, 410, &[]);
     for (p, o) in second {
-        assert!(o >= ends.get(&p).copied().unwrap_or(0), "offsets continue after restart");
+        assert!(
+            o >= ends.get(&p).copied().unwrap_or(0),
+            "offsets continue after restart"
+        );
     }
 }
 
@@ -286,11 +352,19 @@ fn retention_deletes_whole_old_segments() {
     let producer = producer(&broker.bootstrap, &[("linger.ms", "0")]);
     let old = rdkafka::util::current_time_millis() - 3_600_000;
     for _ in 0..100 {
-        block_on(producer.send(FutureRecord::<(), _>::to("by-size").payload(&payload), TIMEOUT)).unwrap();
         block_on(producer.send(
-            FutureRecord::<(), _>::to("by-time").payload(&payload).timestamp(old),
+            FutureRecord::<(), _>::to("by-size").payload(&payload),
             TIMEOUT,
         ))
+        .unwrap();
+        block_on(
+            producer.send(
+                FutureRecord::<(), _>::to("by-time")
+                    .payload(&payload)
+                    .timestamp(old),
+                TIMEOUT,
+            ),
+        )
         .unwrap();
     }
     let consumer = consumer(&broker.bootstrap);
@@ -300,11 +374,23 @@ fn retention_deletes_whole_old_segments() {
         assert_eq!(high, 100);
         (low >= 100 - (16384 + 8192) / 1000).then_some(low)
     });
-    let received = consume(&broker.bootstrap, "by-size", 1, Offset::Beginning, (100 - low) as usize);
+    let received = consume(
+        &broker.bootstrap,
+        "by-size",
+        1,
+        Offset::Beginning,
+        (100 - low) as usize,
+    );
     assert_eq!(received[0].offset, low);
     let log_files = std::fs::read_dir(dir.path().join("data/by-size-0"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
         .count();
     assert!(log_files <= 4, "{log_files} segments left");
     // Time retention: every segment but the active one is older than retention.ms.
@@ -320,23 +406,38 @@ fn topic_admin_create_describe_alter_add_partitions_delete() {
     let broker = Broker::start(&dir.path().join("data"), &[]);
     let admin = admin(&broker.bootstrap);
     let options = AdminOptions::new();
-    create_topic(&broker.bootstrap, "admin-t", 2, &[("retention.ms", "123456")]);
+    create_topic(
+        &broker.bootstrap,
+        "admin-t",
+        2,
+        &[("retention.ms", "123456")],
+    );
     // Creating it again is TOPIC_ALREADY_EXISTS.
     let again = block_on(admin.create_topics(
         [&NewTopic::new("admin-t", 2, TopicReplication::Fixed(1))],
         &options,
     ))
     .unwrap();
-    assert!(matches!(again[0], Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))));
+    assert!(matches!(
+        again[0],
+        Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))
+    ));
     // A replication factor this single broker cannot hold is refused.
     let rf = block_on(admin.create_topics(
         [&NewTopic::new("rf3", 1, TopicReplication::Fixed(3))],
         &options,
     ))
     .unwrap();
-    assert!(matches!(rf[0], Err((_, rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor))));
+    assert!(matches!(
+        rf[0],
+        Err((
+            _,
+            rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor
+        ))
+    ));
     let describe = |name: &str| -> BTreeMap<String, String> {
-        let results = block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &options)).unwrap();
+        let results =
+            block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &options)).unwrap();
         let resource = results.into_iter().next().unwrap().unwrap();
         resource
             .entries
@@ -347,8 +448,11 @@ fn topic_admin_create_describe_alter_add_partitions_delete() {
     let configs = describe("admin-t");
     assert_eq!(configs["retention.ms"], "123456");
     assert_eq!(configs["cleanup.policy"], "delete");
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.bytes", "99999");
-    block_on(admin.alter_configs([&alter], &options)).unwrap()[0].as_ref().unwrap();
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.bytes", "99999");
+    block_on(admin.alter_configs([&alter], &options)).unwrap()[0]
+        .as_ref()
+        .unwrap();
     assert_eq!(describe("admin-t")["retention.bytes"], "99999");
     // An invalid value is refused (INVALID_CONFIG; the rdkafka crate does not surface
     // per-resource errors of AlterConfigs) and changes nothing.
@@ -358,15 +462,28 @@ fn topic_admin_create_describe_alter_add_partitions_delete() {
     block_on(admin.create_partitions([&NewPartitions::new("admin-t", 5)], &options)).unwrap()[0]
         .as_ref()
         .unwrap();
-    produce_sequence(&broker.bootstrap, "admin-t", 0, 50, &[("partitioner", "random")]);
+    produce_sequence(
+        &broker.bootstrap,
+        "admin-t",
+        0,
+        50,
+        &[("partitioner", "random")],
+    );
     let metadata = consumer(&broker.bootstrap)
         .fetch_metadata(Some("admin-t"), TIMEOUT)
         .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 5);
-    block_on(admin.delete_topics(&["admin-t"], &options)).unwrap()[0].as_ref().unwrap();
-    let metadata = consumer(&broker.bootstrap).fetch_metadata(None, TIMEOUT).unwrap();
+    block_on(admin.delete_topics(&["admin-t"], &options)).unwrap()[0]
+        .as_ref()
+        .unwrap();
+    let metadata = consumer(&broker.bootstrap)
+        .fetch_metadata(None, TIMEOUT)
+        .unwrap();
     assert!(metadata.topics().iter().all(|t| t.name() != "admin-t"));
-    assert!(!dir.path().join("data/admin-t-0").exists(), "partition data deleted");
+    assert!(
+        !dir.path().join("data/admin-t-0").exists(),
+        "partition data deleted"
+    );
 }
 
 #[test]
@@ -375,6 +492,8 @@ fn metadata_auto_creates_topics_with_default_partitions() {
     let broker = Broker::start(&dir.path().join("data"), &[("num.partitions", "4")]);
     let delivered = produce_sequence(&broker.bootstrap, "auto-made", 0, 20, &[]);
     assert_eq!(delivered.len(), 20);
-    let metadata = consumer(&broker.bootstrap).fetch_metadata(Some("auto-made"), TIMEOUT).unwrap();
+    let metadata = consumer(&broker.bootstrap)
+        .fetch_metadata(Some("auto-made"), TIMEOUT)
+        .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 4);
 }

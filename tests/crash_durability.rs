@@ -44,7 +44,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
@@ -58,7 +61,12 @@ struct Ack {
 /// Runs the producer until `acks_wanted` acknowledgements, then kills the broker under it.
 fn produce_then_kill(broker: &mut Broker, first_seq: u64, acks_wanted: usize) -> Vec<Ack> {
     let mut child = Command::new(example("acked_producer"))
-        .args([&broker.bootstrap, TOPIC, &PARTITIONS.to_string(), &first_seq.to_string()])
+        .args([
+            &broker.bootstrap,
+            TOPIC,
+            &PARTITIONS.to_string(),
+            &first_seq.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -109,7 +117,11 @@ fn read_partition(bootstrap: &str, partition: i32) -> Vec<(i64, String)> {
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while (records.len() as i64) < high {
-        assert!(std::time::Instant::now() < deadline, "read {} of {high}", records.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {high}",
+            records.len()
+        );
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("a valid record (CRC checked by the client)");
             let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
@@ -163,7 +175,10 @@ fn acknowledged_records_survive_repeated_kill_9() {
     for kill in 0..KILLS {
         let wanted = 1 + random.next(400) as usize;
         let acks = produce_then_kill(&mut broker, next_seq, wanted);
-        assert!(!acks.is_empty(), "kill {kill}: the producer got no acknowledgement");
+        assert!(
+            !acks.is_empty(),
+            "kill {kill}: the producer got no acknowledgement"
+        );
         for ack in &acks {
             // New records continue the log where it stood after the previous restart.
             assert!(
@@ -194,7 +209,10 @@ fn acknowledged_records_survive_repeated_kill_9() {
             ends.insert(partition, end);
         }
     }
-    println!("{} acknowledged records checked across {KILLS} kills", acked.len());
+    println!(
+        "{} acknowledged records checked across {KILLS} kills",
+        acked.len()
+    );
     assert!(acked.len() >= KILLS);
 }
 

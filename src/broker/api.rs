@@ -10,7 +10,7 @@ use kafka_protocol::messages::{self as m, ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::ops::{self, ControlOutcome, ControlRequest, FetchItem, FetchResult};
-use super::shard::{Shard, ShardReply, ShardRequest};
+use super::shard::{Shard, ShardReply, ShardRequest, TopicPartition};
 use crate::protocol::fetch::{self as fetch_codec, Part};
 use crate::protocol::frame::RequestHeader;
 use crate::protocol::{self, error_code as code, produce as produce_codec};
@@ -79,7 +79,10 @@ pub async fn start(
     Ok(match key {
         ApiKey::Produce => {
             let request = produce_codec::decode(body, header.api_version).map_err(|e| {
-                format!("malformed produce request (version {}): {e}", header.api_version)
+                format!(
+                    "malformed produce request (version {}): {e}",
+                    header.api_version
+                )
             })?;
             let pending = produce_start(&shard, request, header.api_version).await;
             runtime::spawn_task(async move {
@@ -149,7 +152,11 @@ pub async fn start(
         }
         ApiKey::DescribeCluster => {
             let _request: m::DescribeClusterRequest = decode(body, &header)?;
-            ready(encoded(key, &header, &describe_cluster(&shard, header.api_version)))
+            ready(encoded(
+                key,
+                &header,
+                &describe_cluster(&shard, header.api_version),
+            ))
         }
         other => return Err(format!("API {other:?} is not supported by this broker")),
     })
@@ -179,7 +186,12 @@ fn api_versions(header: &RequestHeader) -> Response {
     } else {
         header.api_version
     };
-    match protocol::encode_response(ApiKey::ApiVersions, version, header.correlation_id, &response) {
+    match protocol::encode_response(
+        ApiKey::ApiVersions,
+        version,
+        header.correlation_id,
+        &response,
+    ) {
         Ok(bytes) => Response::Frame(bytes),
         Err(e) => Response::Close(format!("cannot encode ApiVersions: {e}")),
     }
@@ -204,7 +216,12 @@ async fn produce_start(
                 Some(name) => (name.clone(), Some(*id)),
                 None => {
                     for p in &topic.partitions {
-                        let mut r = ops::ProduceResult::error("", p.partition, code::UNKNOWN_TOPIC_ID, None);
+                        let mut r = ops::ProduceResult::error(
+                            "",
+                            p.partition,
+                            code::UNKNOWN_TOPIC_ID,
+                            None,
+                        );
                         r.topic = uuid::Uuid::from_bytes(*id).to_string();
                         immediate.push(r);
                     }
@@ -217,7 +234,12 @@ async fn produce_start(
         let mut by_shard: BTreeMap<ShardId, Vec<(i32, Option<BytesMut>)>> = BTreeMap::new();
         for partition in topic.partitions {
             if !valid_acks {
-                immediate.push(ops::ProduceResult::error(&name, partition.partition, code::INVALID_REQUIRED_ACKS, None));
+                immediate.push(ops::ProduceResult::error(
+                    &name,
+                    partition.partition,
+                    code::INVALID_REQUIRED_ACKS,
+                    None,
+                ));
                 continue;
             }
             if !image.partition_exists(&name, partition.partition) {
@@ -250,9 +272,19 @@ async fn produce_start(
                     match call {
                         Ok(reply) => match reply.await {
                             Ok(ShardReply::Produce(results)) => results,
-                            _ => vec![ops::ProduceResult::error(&topic, -1, code::UNKNOWN_SERVER_ERROR, None)],
+                            _ => vec![ops::ProduceResult::error(
+                                &topic,
+                                -1,
+                                code::UNKNOWN_SERVER_ERROR,
+                                None,
+                            )],
                         },
-                        Err(_) => vec![ops::ProduceResult::error(&topic, -1, code::UNKNOWN_SERVER_ERROR, None)],
+                        Err(_) => vec![ops::ProduceResult::error(
+                            &topic,
+                            -1,
+                            code::UNKNOWN_SERVER_ERROR,
+                            None,
+                        )],
                     }
                 }));
             }
@@ -316,12 +348,20 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
             session_id: 0,
             topics: Vec::new(),
         };
-        return Response::Parts(fetch_codec::encode_frame(response, header.correlation_id, version));
+        return Response::Parts(fetch_codec::encode_frame(
+            response,
+            header.correlation_id,
+            version,
+        ));
     }
     let read_committed = request.isolation_level == 1;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let response_max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
+    let response_max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
     // Resolve names (v13+ sends topic ids) and split by owner.
     let mut order: Vec<(String, [u8; 16], i32)> = Vec::new();
     let mut unknown: Vec<(String, [u8; 16], i32, i16)> = Vec::new();
@@ -345,7 +385,12 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
         };
         for p in &topic.partitions {
             if !image.partition_exists(&name, p.partition) {
-                unknown.push((name.clone(), id, p.partition, code::UNKNOWN_TOPIC_OR_PARTITION));
+                unknown.push((
+                    name.clone(),
+                    id,
+                    p.partition,
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                ));
                 continue;
             }
             order.push((name.clone(), id, p.partition));
@@ -367,7 +412,7 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
             break results;
         }
         // Long poll: wait until a partition has data past what we asked for, or time is up.
-        let waits: BTreeMap<ShardId, Vec<((String, i32), i64)>> =
+        let waits: BTreeMap<ShardId, Vec<(TopicPartition, i64)>> =
             items.iter().fold(BTreeMap::new(), |mut acc, item| {
                 acc.entry(shard.owner(&item.topic, item.partition))
                     .or_default()
@@ -379,7 +424,13 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
             let shard = shard.clone();
             Box::pin(async move {
                 shard
-                    .call(owner, ShardRequest::WaitForData { items, timeout: remaining })
+                    .call(
+                        owner,
+                        ShardRequest::WaitForData {
+                            items,
+                            timeout: remaining,
+                        },
+                    )
                     .await
             })
         });
@@ -431,7 +482,11 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
         session_id: 0,
         topics,
     };
-    Response::Parts(fetch_codec::encode_frame(response, header.correlation_id, version))
+    Response::Parts(fetch_codec::encode_frame(
+        response,
+        header.correlation_id,
+        version,
+    ))
 }
 
 fn push_partition(
@@ -494,7 +549,10 @@ async fn fetch_all(shard: &Rc<Shard>, items: &[FetchItem]) -> Vec<FetchResult<Ch
             slots[index] = Some(result);
         }
     }
-    slots.into_iter().map(|s| s.expect("every item answered")).collect()
+    slots
+        .into_iter()
+        .map(|s| s.expect("every item answered"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +631,11 @@ async fn control(shard: &Rc<Shard>, request: ControlRequest) -> Vec<ControlOutco
     }
 }
 
-async fn metadata(shard: &Rc<Shard>, request: m::MetadataRequest, version: i16) -> m::MetadataResponse {
+async fn metadata(
+    shard: &Rc<Shard>,
+    request: m::MetadataRequest,
+    version: i16,
+) -> m::MetadataResponse {
     let mut image = shard.image();
     // Version 0 has no "all topics" null: an empty list means all.
     let wanted: Option<Vec<(String, Option<[u8; 16]>)>> = match &request.topics {
@@ -619,7 +681,10 @@ async fn metadata(shard: &Rc<Shard>, request: m::MetadataRequest, version: i16) 
                 },
             )
             .await;
-            for o in outcomes.iter().filter(|o| o.error_code != 0 && o.error_code != code::TOPIC_ALREADY_EXISTS) {
+            for o in outcomes
+                .iter()
+                .filter(|o| o.error_code != 0 && o.error_code != code::TOPIC_ALREADY_EXISTS)
+            {
                 tracing::warn!(topic = %o.name, error = ?o.message, "auto-create failed");
             }
             image = shard.image();
@@ -706,7 +771,11 @@ async fn create_topics(
         .iter()
         .map(|t| ops::CreateTopicSpec {
             name: t.name.0.as_str().to_owned(),
-            partitions: if t.assignments.is_empty() { t.num_partitions } else { t.assignments.len() as i32 },
+            partitions: if t.assignments.is_empty() {
+                t.num_partitions
+            } else {
+                t.assignments.len() as i32
+            },
             replication_factor: if t.assignments.is_empty() {
                 t.replication_factor
             } else {
@@ -715,7 +784,11 @@ async fn create_topics(
             configs: t
                 .configs
                 .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned())))
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned()))
+                })
                 .collect(),
         })
         .collect();
@@ -745,9 +818,17 @@ async fn create_topics(
     response
 }
 
-async fn delete_topics(shard: &Rc<Shard>, request: m::DeleteTopicsRequest, version: i16) -> m::DeleteTopicsResponse {
+async fn delete_topics(
+    shard: &Rc<Shard>,
+    request: m::DeleteTopicsRequest,
+    version: i16,
+) -> m::DeleteTopicsResponse {
     let image = shard.image();
-    let mut names: Vec<String> = request.topic_names.iter().map(|n| n.0.as_str().to_owned()).collect();
+    let mut names: Vec<String> = request
+        .topic_names
+        .iter()
+        .map(|n| n.0.as_str().to_owned())
+        .collect();
     let mut unknown_ids = Vec::new();
     for state in &request.topics {
         match &state.name {
@@ -781,7 +862,10 @@ async fn delete_topics(shard: &Rc<Shard>, request: m::DeleteTopicsRequest, versi
     response
 }
 
-async fn create_partitions(shard: &Rc<Shard>, request: m::CreatePartitionsRequest) -> m::CreatePartitionsResponse {
+async fn create_partitions(
+    shard: &Rc<Shard>,
+    request: m::CreatePartitionsRequest,
+) -> m::CreatePartitionsResponse {
     let topics = request
         .topics
         .iter()
@@ -809,7 +893,10 @@ async fn create_partitions(shard: &Rc<Shard>, request: m::CreatePartitionsReques
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
-fn describe_configs(shard: &Rc<Shard>, request: m::DescribeConfigsRequest) -> m::DescribeConfigsResponse {
+fn describe_configs(
+    shard: &Rc<Shard>,
+    request: m::DescribeConfigsRequest,
+) -> m::DescribeConfigsResponse {
     let image = shard.image();
     let mut response = m::DescribeConfigsResponse::default();
     for resource in &request.resources {
@@ -822,7 +909,8 @@ fn describe_configs(shard: &Rc<Shard>, request: m::DescribeConfigsRequest) -> m:
                 Some(topic) => Some(topic.config.describe(&topic.overrides, &shard.config)),
                 None => {
                     result.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                    result.error_message = Some(str_bytes(&format!("topic '{name}' does not exist")));
+                    result.error_message =
+                        Some(str_bytes(&format!("topic '{name}' does not exist")));
                     None
                 }
             },
@@ -842,7 +930,9 @@ fn describe_configs(shard: &Rc<Shard>, request: m::DescribeConfigsRequest) -> m:
             }
             other => {
                 result.error_code = code::INVALID_REQUEST;
-                result.error_message = Some(str_bytes(&format!("resource type {other} is not supported")));
+                result.error_message = Some(str_bytes(&format!(
+                    "resource type {other} is not supported"
+                )));
                 None
             }
         };
@@ -865,7 +955,10 @@ fn describe_configs(shard: &Rc<Shard>, request: m::DescribeConfigsRequest) -> m:
     response
 }
 
-async fn alter_configs(shard: &Rc<Shard>, request: m::AlterConfigsRequest) -> m::AlterConfigsResponse {
+async fn alter_configs(
+    shard: &Rc<Shard>,
+    request: m::AlterConfigsRequest,
+) -> m::AlterConfigsResponse {
     let mut response = m::AlterConfigsResponse::default();
     let mut topics = Vec::new();
     for resource in &request.resources {
@@ -881,11 +974,25 @@ async fn alter_configs(shard: &Rc<Shard>, request: m::AlterConfigsRequest) -> m:
         let set = resource
             .configs
             .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned())))
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned()))
+            })
             .collect();
-        topics.push((resource.resource_name.as_str().to_owned(), ops::ConfigChange::Replace(set)));
+        topics.push((
+            resource.resource_name.as_str().to_owned(),
+            ops::ConfigChange::Replace(set),
+        ));
     }
-    let outcomes = control(shard, ControlRequest::AlterConfigs { topics, validate_only: request.validate_only }).await;
+    let outcomes = control(
+        shard,
+        ControlRequest::AlterConfigs {
+            topics,
+            validate_only: request.validate_only,
+        },
+    )
+    .await;
     for o in outcomes {
         let mut r = m::alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = RESOURCE_TOPIC;
@@ -905,7 +1012,8 @@ async fn incremental_alter_configs(
     let mut topics = Vec::new();
     for resource in &request.resources {
         if resource.resource_type != RESOURCE_TOPIC {
-            let mut r = m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+            let mut r =
+                m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
             r.resource_type = resource.resource_type;
             r.resource_name = resource.resource_name.clone();
             r.error_code = code::INVALID_REQUEST;
@@ -924,9 +1032,19 @@ async fn incremental_alter_configs(
                 )
             })
             .collect();
-        topics.push((resource.resource_name.as_str().to_owned(), ops::ConfigChange::Incremental(ops)));
+        topics.push((
+            resource.resource_name.as_str().to_owned(),
+            ops::ConfigChange::Incremental(ops),
+        ));
     }
-    let outcomes = control(shard, ControlRequest::AlterConfigs { topics, validate_only: request.validate_only }).await;
+    let outcomes = control(
+        shard,
+        ControlRequest::AlterConfigs {
+            topics,
+            validate_only: request.validate_only,
+        },
+    )
+    .await;
     for o in outcomes {
         let mut r = m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = RESOURCE_TOPIC;

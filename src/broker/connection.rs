@@ -28,7 +28,8 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
     shard.connections.set(shard.connections.get() + 1);
     tracing::debug!(%peer, shard = shard.id, "connection opened");
     let (mut reader, mut writer_half) = stream.split();
-    let (sender, receiver) = local_channel::new_bounded::<runtime::Task<Response>>(CONNECTION_INFLIGHT_MAX);
+    let (sender, receiver) =
+        local_channel::new_bounded::<runtime::Task<Response>>(CONNECTION_INFLIGHT_MAX);
     let writer = {
         runtime::spawn_task(async move {
             while let Some(task) = receiver.recv().await {
@@ -103,7 +104,10 @@ async fn read_loop(
             Ok(0) => {
                 buffer.truncate(start);
                 if !buffer.is_empty() {
-                    return Err(format!("connection closed mid-frame ({} bytes buffered)", buffer.len()));
+                    return Err(format!(
+                        "connection closed mid-frame ({} bytes buffered)",
+                        buffer.len()
+                    ));
                 }
                 return Ok(());
             }

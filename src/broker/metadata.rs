@@ -121,7 +121,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("topic name {name:?} contains {c:?}; allowed: [a-zA-Z0-9._-]"));
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; allowed: [a-zA-Z0-9._-]"
+        ));
     }
     Ok(())
 }

@@ -94,8 +94,8 @@ async fn run_shard(
         let table = metadata::load_table(config.data_dir())?;
         let image = Arc::new(metadata::Image::build(&table, &config));
         shard.publish_image(image).await?;
-        let listener = Listener::bind(bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let listener =
+            Listener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let local = listener.local_addr()?;
         shard.port.set(local.port());
         for peer in 1..count {

@@ -539,14 +539,21 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                         }
                     }
                 }
-                if outcomes.last().is_some_and(|o| o.name == name && o.error_code != 0) {
+                if outcomes
+                    .last()
+                    .is_some_and(|o| o.name == name && o.error_code != 0)
+                {
                     continue;
                 }
                 if let Err(e) = TopicConfig::with_overrides(
                     &config.topic_defaults,
                     overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 ) {
-                    outcomes.push(ControlOutcome::error(&name, code::INVALID_CONFIG, e.to_string()));
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::INVALID_CONFIG,
+                        e.to_string(),
+                    ));
                     continue;
                 }
                 record.overrides = overrides.into_iter().collect();
@@ -615,7 +622,9 @@ fn create_topic(
         return ControlOutcome::error(
             &name,
             code::INVALID_REPLICATION_FACTOR,
-            format!("replication factor {replication_factor} is larger than the 1 available broker"),
+            format!(
+                "replication factor {replication_factor} is larger than the 1 available broker"
+            ),
         );
     }
     if let Err(e) = TopicConfig::with_overrides(

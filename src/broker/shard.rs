@@ -112,7 +112,9 @@ impl Shard {
             return self.clone().serve(self.id, request).await;
         }
         match self.mesh().call(to, request).await {
-            Ok(reply) => reply.await.unwrap_or_else(|e| ShardReply::Failed(e.to_string())),
+            Ok(reply) => reply
+                .await
+                .unwrap_or_else(|e| ShardReply::Failed(e.to_string())),
             Err(e) => ShardReply::Failed(e.to_string()),
         }
     }
@@ -145,9 +147,9 @@ impl Shard {
             ShardRequest::ListOffsets(items) => Box::pin(async move {
                 ShardReply::ListOffsets(ops::list_offsets_local(&self, items).await)
             }),
-            ShardRequest::Control(request) => Box::pin(async move {
-                ShardReply::Control(ops::control(&self, request).await)
-            }),
+            ShardRequest::Control(request) => {
+                Box::pin(async move { ShardReply::Control(ops::control(&self, request).await) })
+            }
             ShardRequest::Apply(image) => Box::pin(async move {
                 match self.apply_image(image).await {
                     Ok(()) => ShardReply::Done,
@@ -199,13 +201,9 @@ impl Shard {
                     Some(log) => log.set_config(topic.config.clone()),
                     None => {
                         let dir = metadata::partition_dir(&data_dir, name, partition);
-                        let log = PartitionLog::open(
-                            dir,
-                            topic.config.clone(),
-                            0,
-                            self.storage.clone(),
-                        )
-                        .await?;
+                        let log =
+                            PartitionLog::open(dir, topic.config.clone(), 0, self.storage.clone())
+                                .await?;
                         self.logs.borrow_mut().insert(key, log);
                     }
                 }
@@ -253,7 +251,10 @@ impl Shard {
     pub async fn run_housekeeping(self: Rc<Self>) {
         let interval = Duration::from_millis(self.config.log_retention_check_interval_ms.max(1));
         loop {
-            if runtime::timeout(interval, self.shutdown_signal()).await.is_some() {
+            if runtime::timeout(interval, self.shutdown_signal())
+                .await
+                .is_some()
+            {
                 return;
             }
             let now = ops::now_ms();

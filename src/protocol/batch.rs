@@ -58,7 +58,7 @@ impl BatchError {
     /// The Kafka error code a produce response carries for this error.
     pub fn kafka_code(&self) -> i16 {
         match self {
-            BatchError::OldMagic(_) => 43, // UNSUPPORTED_FOR_MESSAGE_FORMAT
+            BatchError::OldMagic(_) => 43,     // UNSUPPORTED_FOR_MESSAGE_FORMAT
             BatchError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
             BatchError::BadRecordCount { .. } | BatchError::ControlBatch | BatchError::Empty => 87, // INVALID_RECORD
             _ => 2, // CORRUPT_MESSAGE
@@ -203,7 +203,8 @@ pub fn validate_record_set(
 /// Assigns the batch's base offset and stamps the leader epoch; both are outside the CRC.
 pub fn assign_offset(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     bytes[OFFSET_BASE..OFFSET_BASE + 8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Marks the batch as LogAppendTime with `timestamp_ms` as its max timestamp; the CRC is
@@ -306,13 +307,25 @@ pub(crate) mod tests {
         let mut bytes = encoded_batch(1, 4, Compression::None);
         let size = bytes.len();
         assert_eq!(
-            validate_produced(&bytes, size - 1).unwrap_err().kafka_code(),
+            validate_produced(&bytes, size - 1)
+                .unwrap_err()
+                .kafka_code(),
             10
         );
         bytes[OFFSET_MAGIC] = 1;
-        assert_eq!(validate_produced(&bytes, usize::MAX).unwrap_err().kafka_code(), 43);
+        assert_eq!(
+            validate_produced(&bytes, usize::MAX)
+                .unwrap_err()
+                .kafka_code(),
+            43
+        );
         bytes[OFFSET_MAGIC] = 9;
-        assert_eq!(validate_produced(&bytes, usize::MAX).unwrap_err().kafka_code(), 2);
+        assert_eq!(
+            validate_produced(&bytes, usize::MAX)
+                .unwrap_err()
+                .kafka_code(),
+            2
+        );
     }
 
     #[test]

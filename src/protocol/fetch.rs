@@ -4,7 +4,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::wire::{put_array_length, put_bytes_length, put_null_array, put_string, put_unsigned_varint};
+use super::wire::{
+    put_array_length, put_bytes_length, put_null_array, put_string, put_unsigned_varint,
+};
 
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;

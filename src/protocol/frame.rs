@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(split_frame(&mut buf, 100), Ok(None));
         assert_eq!(bytes_wanted(&buf), Some(1));
         buf.put_slice(&[3, 9]);
-        assert_eq!(split_frame(&mut buf, 100).unwrap().unwrap().as_ref(), &[1, 2, 3]);
+        assert_eq!(
+            split_frame(&mut buf, 100).unwrap().unwrap().as_ref(),
+            &[1, 2, 3]
+        );
         assert_eq!(buf.as_ref(), &[9]);
     }
 
@@ -127,14 +130,19 @@ mod tests {
     fn header_matches_library_encoding() {
         use kafka_protocol::messages::{ApiKey, RequestHeader as Lib};
         use kafka_protocol::protocol::{Encodable, StrBytes};
-        for (key, version) in [(ApiKey::Metadata, 1), (ApiKey::Metadata, 12), (ApiKey::Produce, 9)] {
+        for (key, version) in [
+            (ApiKey::Metadata, 1),
+            (ApiKey::Metadata, 12),
+            (ApiKey::Produce, 9),
+        ] {
             let mut lib = Lib::default();
             lib.request_api_key = key as i16;
             lib.request_api_version = version;
             lib.correlation_id = 77;
             lib.client_id = Some(StrBytes::from_static_str("client"));
             let mut buf = BytesMut::new();
-            lib.encode(&mut buf, key.request_header_version(version)).unwrap();
+            lib.encode(&mut buf, key.request_header_version(version))
+                .unwrap();
             let end = buf.len();
             buf.put_slice(b"body");
             let parsed = parse_request_header(&buf).unwrap();

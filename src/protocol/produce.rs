@@ -110,7 +110,9 @@ mod tests {
 
     fn library_request(version: i16) -> BytesMut {
         let mut request = Lib::default();
-        request.transactional_id = Some(kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("tx")));
+        request.transactional_id = Some(kafka_protocol::messages::TransactionalId(
+            StrBytes::from_static_str("tx"),
+        ));
         request.acks = -1;
         request.timeout_ms = 1500;
         for (name, id) in [("alpha", 1u8), ("beta", 2)] {
@@ -165,7 +167,10 @@ mod tests {
     fn truncated_requests_are_errors() {
         let full = library_request(9);
         for cut in 0..full.len() {
-            assert!(decode(BytesMut::from(&full[..cut]), 9).is_err(), "cut at {cut}");
+            assert!(
+                decode(BytesMut::from(&full[..cut]), 9).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

@@ -45,7 +45,10 @@ impl Stream {
     pub fn split(self) -> (StreamReader, StreamWriter) {
         let fd = self.inner.as_raw_fd();
         let (read, write) = self.inner.split();
-        (StreamReader { inner: read }, StreamWriter { inner: write, fd })
+        (
+            StreamReader { inner: read },
+            StreamWriter { inner: write, fd },
+        )
     }
 }
 
@@ -129,11 +132,7 @@ impl StreamWriter {
             let mut header: libc::msghdr = std::mem::zeroed();
             header.msg_iov = slices.as_ptr() as *mut libc::iovec;
             header.msg_iovlen = slices.len() as _;
-            libc::sendmsg(
-                self.fd,
-                &header,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
+            libc::sendmsg(self.fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
         };
         if sent >= 0 {
             return Ok(sent as usize);

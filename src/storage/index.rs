@@ -17,7 +17,10 @@ pub struct OffsetIndex {
 
 impl OffsetIndex {
     pub fn push(&mut self, relative_offset: u32, position: u32) {
-        debug_assert!(self.entries.last().is_none_or(|&(o, p)| o < relative_offset && p < position));
+        debug_assert!(self
+            .entries
+            .last()
+            .is_none_or(|&(o, p)| o < relative_offset && p < position));
         self.entries.push((relative_offset, position));
     }
 
@@ -154,7 +157,11 @@ mod tests {
         index.push(7, 5000);
         let bytes = index.encode();
         assert_eq!(OffsetIndex::decode(&bytes, 6000), Some(index.clone()));
-        assert_eq!(OffsetIndex::decode(&bytes, 4000), None, "position past the log");
+        assert_eq!(
+            OffsetIndex::decode(&bytes, 4000),
+            None,
+            "position past the log"
+        );
         assert_eq!(OffsetIndex::decode(&bytes[..5], 6000), None, "torn entry");
         let mut time = TimeIndex::default();
         time.push(100, 0);

@@ -131,7 +131,8 @@ impl ShardStorage {
                     tracing::error!(log = %log.dir.display(), error = %e, "flush failed");
                 }
             }
-            self.syncs_total.set(self.syncs_total.get() + dirty.len() as u64);
+            self.syncs_total
+                .set(self.syncs_total.get() + dirty.len() as u64);
         }
     }
 
@@ -156,7 +157,9 @@ impl ShardStorage {
                     if log.cache_evict_through(base) {
                         self.cache_release(bytes);
                     } else {
-                        self.cache_order.borrow_mut().push_front((weak, base, bytes));
+                        self.cache_order
+                            .borrow_mut()
+                            .push_front((weak, base, bytes));
                         return;
                     }
                 }
@@ -231,7 +234,8 @@ impl Segment {
         let relative = (header.base_offset - self.base_offset) as u32;
         if self.index.is_empty() || self.bytes_since_index >= interval_bytes {
             self.index.push(relative, position as u32);
-            self.time_index.push(header.max_timestamp.max(self.max_timestamp), relative);
+            self.time_index
+                .push(header.max_timestamp.max(self.max_timestamp), relative);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += header.size as u64;
@@ -271,7 +275,9 @@ impl LogState {
     }
 
     fn active(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("a log always has an active segment")
+        self.segments
+            .back_mut()
+            .expect("a log always has an active segment")
     }
 
     fn advance_high_watermark(&mut self, to: Offset) {
@@ -482,7 +488,10 @@ impl PartitionLog {
     }
 
     /// Resolves when every offset below `end` is durable (sync mode) or immediately otherwise.
-    pub fn wait_durable(&self, end: Offset) -> impl std::future::Future<Output = Result<(), String>> {
+    pub fn wait_durable(
+        &self,
+        end: Offset,
+    ) -> impl std::future::Future<Output = Result<(), String>> {
         let mut state = self.state.borrow_mut();
         let receiver = if !state.sync_every_write() || state.durable_offset >= end {
             None
@@ -761,7 +770,11 @@ impl PartitionLog {
                 return Ok(out);
             };
             let relative = (offset - segment.base_offset).max(0) as u32;
-            (file, u64::from(segment.index.lookup(relative)), segment.written)
+            (
+                file,
+                u64::from(segment.index.lookup(relative)),
+                segment.written,
+            )
         };
         let mut position = position;
         let mut want = max_bytes.max(READ_MIN_BYTES);
@@ -770,7 +783,10 @@ impl PartitionLog {
                 return Ok(out);
             }
             let length = (want as u64).min(segment_end - position) as usize;
-            let data = file.read_at(position, length).await.map_err(std::io::Error::from)?;
+            let data = file
+                .read_at(position, length)
+                .await
+                .map_err(std::io::Error::from)?;
             let mut cursor = 0;
             let mut first_start = None;
             let mut needed_more = None;
@@ -925,7 +941,11 @@ impl PartitionLog {
         };
         for segment in &doomed {
             tracing::info!(segment = %segment.path.display(), "retention deleted segment");
-            for path in [segment.path.clone(), segment.index_path(), segment.time_index_path()] {
+            for path in [
+                segment.path.clone(),
+                segment.index_path(),
+                segment.time_index_path(),
+            ] {
                 if let Err(e) = std::fs::remove_file(&path) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
@@ -1072,7 +1092,9 @@ async fn recover_segment(
             )));
         }
         if truncated > 0 {
-            file.truncate(valid_end).await.map_err(std::io::Error::from)?;
+            file.truncate(valid_end)
+                .await
+                .map_err(std::io::Error::from)?;
             file.fdatasync().await.map_err(std::io::Error::from)?;
         }
     }
