@@ -408,7 +408,7 @@ async fn fetch(shard: &Rc<Shard>, header: &RequestHeader, request: m::FetchReque
         let total: usize = results.iter().map(|r| r.bytes).sum();
         let any_error = results.iter().any(|r| r.error_code != code::NONE);
         let elapsed = started.elapsed();
-        if total >= min_bytes.max(1) || any_error || elapsed >= max_wait || items.is_empty() {
+        if total >= min_bytes || any_error || elapsed >= max_wait || items.is_empty() {
             break results;
         }
         // Long poll: wait until a partition has data past what we asked for, or time is up.

@@ -93,6 +93,16 @@ fn explain_start_error(shard: ShardId, e: glommio::GlommioError<()>) -> anyhow::
     }
 }
 
+/// Runs `future` to completion on a fresh single-shard executor on the calling thread
+/// (benchmarks and tools that need the runtime outside a broker).
+pub fn run_local<T>(io_memory_bytes: usize, future: impl Future<Output = T>) -> anyhow::Result<T> {
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(io_memory_bytes)
+        .make()
+        .map_err(|e| anyhow::anyhow!("cannot start an executor: {e}"))?;
+    Ok(executor.run(future))
+}
+
 /// Runs a future on the current shard, detached.
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
     glommio::spawn_local(future).detach();

@@ -296,6 +296,7 @@ pub struct PartitionLog {
     storage: Rc<ShardStorage>,
     queued: Cell<bool>,
     flushing: Cell<bool>,
+    flush_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 impl PartitionLog {
@@ -364,6 +365,7 @@ impl PartitionLog {
             storage,
             queued: Cell::new(false),
             flushing: Cell::new(false),
+            flush_waiters: RefCell::new(Vec::new()),
         }))
     }
 
@@ -522,13 +524,18 @@ impl PartitionLog {
 
     /// Writes pending bytes to their segment files and syncs when the policy (or `force`) says.
     pub async fn flush(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
-        if self.flushing.replace(true) {
-            // Another flush is in progress; the flusher will come back for what it leaves.
-            self.storage.mark_dirty(self);
-            return Ok(());
+        // One flush at a time per log: a second caller waits for the running one, then
+        // flushes whatever arrived meanwhile.
+        while self.flushing.replace(true) {
+            let (tx, rx) = oneshot::channel();
+            self.flush_waiters.borrow_mut().push(tx);
+            let _ = rx.await;
         }
         let result = self.flush_inner(force).await;
         self.flushing.set(false);
+        for waiter in self.flush_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
         if let Err(e) = &result {
             let mut state = self.state.borrow_mut();
             let reason = e.to_string();
@@ -991,13 +998,7 @@ impl PartitionLog {
             file::write_whole(&index_path, &index).await?;
             file::write_whole(&time_path, &time_index).await?;
         }
-        let state = self.state.borrow();
-        if let Some(active) = state.segments.back() {
-            if let Some(file) = &active.file {
-                // The active file keeps its block padding; recovery trims it.
-                let _ = file;
-            }
-        }
+        // The active file keeps its zero padding up to the block boundary; recovery trims it.
         Ok(())
     }
 }
