@@ -324,7 +324,35 @@ impl PartitionLog {
         let mut truncated_bytes = 0;
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
-            let (segment, truncated) = recover_segment(&dir, base, is_last, &config).await?;
+            let continues = segments
+                .back()
+                .is_none_or(|prev: &Segment| prev.last_offset + 1 == base);
+            if !continues {
+                // A gap after a truncated segment: what follows cannot be trusted to continue
+                // the log, so the log ends here (as Kafka's recovery does).
+                for &later in &bases[i..] {
+                    let doomed = Segment::new(&dir, later);
+                    tracing::warn!(segment = %doomed.path.display(), "deleting segment after a gap");
+                    for path in [doomed.path.clone(), doomed.index_path(), doomed.time_index_path()] {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                if let Some(last) = segments.back_mut() {
+                    last.sealed = false;
+                    last.finalized = false;
+                }
+                break;
+            }
+            let (mut segment, truncated) = recover_segment(&dir, base, is_last, &config).await?;
+            if truncated > 0 && !is_last {
+                // A sealed segment with a bad tail (or block padding left by a crash before it
+                // was trimmed): its index files may point past the new end, so rebuild them.
+                let _ = std::fs::remove_file(segment.index_path());
+                let _ = std::fs::remove_file(segment.time_index_path());
+                drop(segment);
+                let (rebuilt, _) = recover_segment(&dir, base, is_last, &config).await?;
+                segment = rebuilt;
+            }
             truncated_bytes += truncated;
             segments.push_back(segment);
         }
@@ -1085,19 +1113,11 @@ async fn recover_segment(
         carry_start += cursor as u64;
     }
     let truncated = file_size - valid_end;
-    if truncated > 0 || rebuild_index {
-        if !is_last && truncated > 0 {
-            return Err(LogError::Corrupt(format!(
-                "sealed segment {} has {truncated} bad bytes at position {valid_end}",
-                segment.path.display()
-            )));
-        }
-        if truncated > 0 {
-            file.truncate(valid_end)
-                .await
-                .map_err(std::io::Error::from)?;
-            file.fdatasync().await.map_err(std::io::Error::from)?;
-        }
+    if truncated > 0 {
+        file.truncate(valid_end)
+            .await
+            .map_err(std::io::Error::from)?;
+        file.fdatasync().await.map_err(std::io::Error::from)?;
     }
     segment.size = valid_end;
     segment.written = valid_end;
