@@ -5,8 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 fn batch(records: usize, value_size: usize) -> Vec<u8> {
@@ -47,8 +46,11 @@ fn validation(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function("shardlog header+crc32c", |b| {
             b.iter(|| {
-                shardlog::protocol::batch::validate_record_set(std::hint::black_box(&bytes), 1 << 20)
-                    .expect("valid")
+                shardlog::protocol::batch::validate_record_set(
+                    std::hint::black_box(&bytes),
+                    1 << 20,
+                )
+                .expect("valid")
             })
         });
         let shared = Bytes::from(bytes.clone());

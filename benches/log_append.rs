@@ -59,7 +59,9 @@ fn append(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let path = dir.path().join("direct");
             let _ = std::fs::remove_dir_all(&path);
-            shardlog::runtime::run_local(1 << 20, async {
+            let bytes = bytes.clone();
+            let headers = headers.clone();
+            shardlog::runtime::run_local(1 << 20, move || async move {
                 let storage = ShardStorage::new(64 << 20);
                 let log = PartitionLog::open(path, TopicConfig::default(), 0, storage)
                     .await
@@ -68,9 +70,7 @@ fn append(c: &mut Criterion) {
                 for _ in 0..iters {
                     let mut last = 0;
                     for _ in 0..BATCHES_PER_COMMIT {
-                        let info = log
-                            .append(BytesMut::from(&bytes[..]), &headers, 0)
-                            .unwrap();
+                        let info = log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap();
                         last = info.last_offset;
                     }
                     log.flush(false).await.unwrap();

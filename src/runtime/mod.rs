@@ -93,14 +93,21 @@ fn explain_start_error(shard: ShardId, e: glommio::GlommioError<()>) -> anyhow::
     }
 }
 
-/// Runs `future` to completion on a fresh single-shard executor on the calling thread
-/// (benchmarks and tools that need the runtime outside a broker).
-pub fn run_local<T>(io_memory_bytes: usize, future: impl Future<Output = T>) -> anyhow::Result<T> {
-    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+/// Runs the future `body` makes to completion on a fresh single-shard executor in a new
+/// thread, for benchmarks and tools that need the runtime outside a broker. (An executor per
+/// thread, as in the broker: a second io_uring executor on one thread does not work.)
+pub fn run_local<F, Fut, T>(io_memory_bytes: usize, body: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(io_memory_bytes)
-        .make()
-        .map_err(|e| anyhow::anyhow!("cannot start an executor: {e}"))?;
-    Ok(executor.run(future))
+        .spawn(body)
+        .map_err(|e| anyhow::anyhow!("cannot start an executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))
 }
 
 /// Runs a future on the current shard, detached.

@@ -333,7 +333,11 @@ impl PartitionLog {
                 for &later in &bases[i..] {
                     let doomed = Segment::new(&dir, later);
                     tracing::warn!(segment = %doomed.path.display(), "deleting segment after a gap");
-                    for path in [doomed.path.clone(), doomed.index_path(), doomed.time_index_path()] {
+                    for path in [
+                        doomed.path.clone(),
+                        doomed.index_path(),
+                        doomed.time_index_path(),
+                    ] {
                         let _ = std::fs::remove_file(path);
                     }
                 }
@@ -1140,3 +1144,7 @@ async fn recover_segment(
     segment.file = Some(file);
     Ok((segment, truncated))
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,260 @@
+//! Storage engine tests: appends, rolls, reads, recovery from torn and corrupt files, retention.
+
+use super::*;
+use crate::protocol::batch::tests::encoded_batch;
+use kafka_protocol::records::Compression;
+
+/// Runs a test body on its own executor thread, as each broker shard has.
+fn run<F, Fut, T>(body: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    crate::runtime::run_local(1 << 20, body).expect("executor")
+}
+
+fn small_segments() -> TopicConfig {
+    TopicConfig {
+        segment_bytes: 4096,
+        ..TopicConfig::default()
+    }
+}
+
+async fn open(path: &Path, config: TopicConfig, cache_bytes: u64) -> Rc<PartitionLog> {
+    PartitionLog::open(
+        path.to_path_buf(),
+        config,
+        0,
+        ShardStorage::new(cache_bytes),
+    )
+    .await
+    .unwrap()
+}
+
+async fn append_batches(log: &Rc<PartitionLog>, count: usize, records: usize) -> Offset {
+    let mut last = -1;
+    for _ in 0..count {
+        let bytes = encoded_batch(records, 100, Compression::None);
+        let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+        last = log
+            .append(BytesMut::from(&bytes[..]), &headers, 0)
+            .unwrap()
+            .last_offset;
+    }
+    log.flush(false).await.unwrap();
+    log.wait_durable(last + 1).await.unwrap();
+    last
+}
+
+async fn read_all(log: &PartitionLog) -> Vec<Offset> {
+    let mut offsets = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let out = log.read(next, 1 << 20, None).await.unwrap();
+        assert!(!out.chunks.is_empty(), "no data at {next}");
+        for chunk in &out.chunks {
+            let mut data = chunk.as_ref();
+            while !data.is_empty() {
+                let header = batch::parse_checked(data).unwrap();
+                for o in header.base_offset..=header.last_offset() {
+                    if o >= next {
+                        offsets.push(o);
+                    }
+                }
+                next = header.last_offset() + 1;
+                data = &data[header.size..];
+            }
+        }
+    }
+    offsets
+}
+
+fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn appends_roll_segments_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, small_segments(), 1 << 20).await;
+        assert_eq!(append_batches(&log, 20, 5).await, 99);
+        assert!(log.segment_count() > 3);
+        assert_eq!(read_all(&log).await, (0..100).collect::<Vec<_>>());
+        log.close().await.unwrap();
+    });
+    assert!(
+        files(&path, "index").len() >= 3,
+        "sealed segments have index files"
+    );
+    let p = path.clone();
+    run(move || async move {
+        // A cold cache: everything is read back with O_DIRECT.
+        let log = open(&p, small_segments(), 0).await;
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(read_all(&log).await, (0..100).collect::<Vec<_>>());
+        // A read inside a batch starts at that batch.
+        let out = log.read(42, 1, None).await.unwrap();
+        let header = batch::parse_checked(out.chunks[0].as_ref()).unwrap();
+        assert_eq!(header.base_offset, 40);
+        assert_eq!(append_batches(&log, 1, 5).await, 104);
+    });
+}
+
+#[test]
+fn torn_tail_is_truncated_and_offsets_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, TopicConfig::default(), 1 << 20).await;
+        append_batches(&log, 3, 4).await;
+    });
+    // Half a batch after the valid data, as a crash mid-write would leave it.
+    let file = files(&path, "log").pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes.truncate(end);
+    let partial = encoded_batch(4, 100, Compression::None);
+    bytes.extend_from_slice(&partial[..partial.len() / 2]);
+    std::fs::write(&file, &bytes).unwrap();
+    run(move || async move {
+        let log = open(&path, TopicConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(read_all(&log).await, (0..12).collect::<Vec<_>>());
+        assert_eq!(append_batches(&log, 1, 4).await, 15);
+        assert_eq!(read_all(&log).await, (0..16).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_segment_truncates_from_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let batch_size = encoded_batch(4, 100, Compression::None).len();
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, TopicConfig::default(), 1 << 20).await;
+        append_batches(&log, 5, 4).await;
+    });
+    let file = files(&path, "log").pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[batch_size * 3 + 70] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    run(move || async move {
+        let log = open(&path, TopicConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(read_all(&log).await, (0..12).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn bad_indexes_are_rebuilt_and_padding_on_sealed_segments_is_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, small_segments(), 1 << 20).await;
+        append_batches(&log, 20, 5).await;
+        log.close().await.unwrap();
+    });
+    let indexes = files(&path, "index");
+    std::fs::remove_file(&indexes[0]).unwrap();
+    std::fs::write(&indexes[1], b"garbage").unwrap();
+    // Block padding on a sealed segment, as a crash before trimming leaves it.
+    let logs = files(&path, "log");
+    let mut bytes = std::fs::read(&logs[0]).unwrap();
+    bytes.resize(bytes.len().next_multiple_of(4096) + 4096, 0);
+    std::fs::write(&logs[0], &bytes).unwrap();
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, small_segments(), 0).await;
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(read_all(&log).await, (0..100).collect::<Vec<_>>());
+    });
+    assert!(indexes[0].exists(), "missing index rewritten");
+    assert_ne!(
+        std::fs::read(&indexes[1]).unwrap(),
+        b"garbage",
+        "bad index rewritten"
+    );
+}
+
+#[test]
+fn a_gap_between_segments_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, small_segments(), 1 << 20).await;
+        append_batches(&log, 20, 5).await;
+        log.close().await.unwrap();
+    });
+    let logs = files(&path, "log");
+    std::fs::remove_file(&logs[2]).unwrap();
+    run(move || async move {
+        let log = open(&path, small_segments(), 0).await;
+        let end = log.log_end_offset();
+        assert!(end > 0 && end < 100);
+        assert_eq!(read_all(&log).await, (0..end).collect::<Vec<_>>());
+        assert_eq!(files(&path, "log").len(), 2);
+        assert_eq!(append_batches(&log, 1, 5).await, end + 4);
+    });
+}
+
+#[test]
+fn retention_by_bytes_deletes_oldest_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let config = TopicConfig {
+            retention_bytes: 8192,
+            ..small_segments()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 40, 5).await;
+        let before = log.segment_count();
+        let deleted = log.enforce_retention(0).await.unwrap();
+        assert!(deleted > 0);
+        assert_eq!(log.segment_count(), before - deleted);
+        assert_eq!(files(&path, "log").len(), log.segment_count());
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert_eq!(read_all(&log).await, (start..200).collect::<Vec<_>>());
+        assert!(matches!(
+            log.read(0, 100, None).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+    });
+}
+
+#[test]
+fn retention_by_time_uses_the_newest_timestamp_in_each_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let config = TopicConfig {
+            retention_ms: 1000,
+            ..small_segments()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 20, 5).await;
+        // The batches carry 2023 timestamps: a "now" just after them keeps everything.
+        assert_eq!(log.enforce_retention(1_700_000_000_005).await.unwrap(), 0);
+        let deleted = log.enforce_retention(1_700_000_010_000).await.unwrap();
+        assert_eq!(
+            deleted,
+            log.segment_count() + deleted - 1,
+            "all but the active one"
+        );
+    });
+}
