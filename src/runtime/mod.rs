@@ -74,19 +74,21 @@ where
                 first_error.get_or_insert(e);
             }
             Err(e) => {
-                first_error.get_or_insert(anyhow::anyhow!("shard thread failed: {e}"));
+                first_error.get_or_insert(explain_start_error(0, e));
             }
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-fn explain_start_error(shard: ShardId, e: glommio::GlommioError<()>) -> anyhow::Error {
+fn explain_start_error(shard: ShardId, e: impl std::fmt::Display) -> anyhow::Error {
     let text = e.to_string();
     if text.to_lowercase().contains("memlock") || text.contains("locked") {
         anyhow::anyhow!(
-            "shard {shard} could not start its io_uring reactor: {text}. \
-             Raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK= in systemd) to at least 512 KiB"
+            "a shard could not start its io_uring reactor: {text}. The locked-memory limit \
+             (RLIMIT_MEMLOCK) must be at least 512 KiB: raise `ulimit -l` (LimitMEMLOCK= under \
+             systemd). Registered buffers beyond the limit are not needed: the broker falls \
+             back to unregistered ones"
         )
     } else {
         anyhow::anyhow!("shard {shard} could not start: {text}")
