@@ -251,6 +251,25 @@ fn bad_batches_get_kafka_errors_and_append_nothing() {
         "INVALID_REQUIRED_ACKS"
     );
 
+    // Configs of a topic that does not exist: an error for that resource only.
+    let mut describe = m::DescribeConfigsRequest::default();
+    for name in ["strict", "no-such-topic-x"] {
+        let mut resource = m::describe_configs_request::DescribeConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = StrBytes::from_string(name.into());
+        describe.resources.push(resource);
+    }
+    let described: m::DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &describe);
+    assert_eq!(described.results[0].error_code, 0);
+    let max = described.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "max.message.bytes")
+        .unwrap();
+    assert_eq!(max.value.as_ref().unwrap().as_str(), "2000");
+    assert_eq!(max.config_source, 1, "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(described.results[1].error_code, 3);
+
     // None of those appended anything; a good batch still lands right after the first.
     assert_eq!(latest_offset(&mut client, "strict"), 3);
     // acks=0 gets no response; the next request's response is the next thing on the wire.

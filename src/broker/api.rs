@@ -937,7 +937,12 @@ fn describe_configs(
             }
         };
         for config in described.unwrap_or_default() {
-            if let Some(keys) = &resource.configuration_keys {
+            // Null or empty: every key.
+            if let Some(keys) = resource
+                .configuration_keys
+                .as_ref()
+                .filter(|k| !k.is_empty())
+            {
                 if !keys.iter().any(|k| k.as_str() == config.name) {
                     continue;
                 }
