@@ -580,67 +580,67 @@ impl PartitionLog {
 
     async fn flush_inner(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
         let target = self.state.borrow().log_end_offset;
-        // Write every segment that has pending bytes, oldest first.
+        // Write every segment that has pending bytes, oldest first. Segments are found by base
+        // offset, not position: retention may drop older ones while a write is in flight.
         let mut touched: Vec<Rc<DmaFile>> = Vec::new();
-        let mut index = 0;
+        let mut after: Offset = Offset::MIN;
         loop {
             let job = {
                 let mut state = self.state.borrow_mut();
-                let Some(segment) = state.segments.get_mut(index) else {
+                let Some(segment) = state
+                    .segments
+                    .iter_mut()
+                    .find(|s| s.base_offset > after && !s.pending.is_empty())
+                else {
                     break;
                 };
-                if segment.pending.is_empty() {
-                    None
-                } else {
-                    let pending = std::mem::take(&mut segment.pending);
-                    let tail = std::mem::take(&mut segment.tail);
-                    Some((
-                        segment.path.clone(),
-                        segment.file.clone(),
-                        segment.written,
-                        tail,
-                        pending,
-                    ))
+                after = segment.base_offset;
+                let pending = std::mem::take(&mut segment.pending);
+                let tail = std::mem::take(&mut segment.tail);
+                (
+                    segment.base_offset,
+                    segment.path.clone(),
+                    segment.file.clone(),
+                    segment.written,
+                    tail,
+                    pending,
+                )
+            };
+            let (base, path, file, written, tail, pending) = job;
+            let file = match file {
+                Some(file) => file,
+                None => {
+                    let file = file::create(&path).await?;
+                    if let Some(segment) = self.segment_mut(base).as_mut() {
+                        segment.file = Some(file.clone());
+                    }
+                    file
                 }
             };
-            if let Some((path, file, written, tail, pending)) = job {
-                let file = match file {
-                    Some(file) => file,
-                    None => {
-                        let file = file::create(&path).await?;
-                        self.state.borrow_mut().segments[index].file = Some(file.clone());
-                        file
-                    }
-                };
-                let mut pieces: Vec<&[u8]> = Vec::with_capacity(pending.len() + 1);
-                pieces.push(&tail);
-                pieces.extend(pending.iter().map(|b| b.as_ref()));
-                let pending_bytes: u64 = pending.iter().map(|b| b.len() as u64).sum();
-                file::write_padded(&file, align_down(written), &pieces).await?;
-                let new_written = written + pending_bytes;
-                let tail_len = (new_written % ALIGN) as usize;
-                let mut new_tail = Vec::with_capacity(tail_len);
-                // The new tail is the last `tail_len` bytes of tail ++ pending.
-                let mut need = tail_len;
-                for piece in pieces.iter().rev() {
-                    if need == 0 {
-                        break;
-                    }
-                    let take = need.min(piece.len());
-                    new_tail.splice(0..0, piece[piece.len() - take..].iter().copied());
-                    need -= take;
+            let mut pieces: Vec<&[u8]> = Vec::with_capacity(pending.len() + 1);
+            pieces.push(&tail);
+            pieces.extend(pending.iter().map(|b| b.as_ref()));
+            let pending_bytes: u64 = pending.iter().map(|b| b.len() as u64).sum();
+            file::write_padded(&file, align_down(written), &pieces).await?;
+            let new_written = written + pending_bytes;
+            // The new tail is the last `new_written % ALIGN` bytes of tail ++ pending.
+            let mut need = (new_written % ALIGN) as usize;
+            let mut new_tail = Vec::with_capacity(need);
+            for piece in pieces.iter().rev() {
+                if need == 0 {
+                    break;
                 }
-                {
-                    let mut state = self.state.borrow_mut();
-                    let segment = &mut state.segments[index];
-                    segment.written = new_written;
-                    segment.tail = new_tail;
-                }
-                if !touched.iter().any(|f| Rc::ptr_eq(f, &file)) {
-                    touched.push(file);
-                }
+                let take = need.min(piece.len());
+                new_tail.splice(0..0, piece[piece.len() - take..].iter().copied());
+                need -= take;
             }
-            index += 1;
+            if let Some(segment) = self.segment_mut(base).as_mut() {
+                segment.written = new_written;
+                segment.tail = new_tail;
+            }
+            if !touched.iter().any(|f| Rc::ptr_eq(f, &file)) {
+                touched.push(file);
+            }
         }
         let sync_due = {
             let mut state = self.state.borrow_mut();
@@ -680,6 +680,13 @@ impl PartitionLog {
         }
         self.finalize_sealed().await?;
         Ok(())
+    }
+
+    fn segment_mut(&self, base: Offset) -> Option<std::cell::RefMut<'_, Segment>> {
+        std::cell::RefMut::filter_map(self.state.borrow_mut(), |state| {
+            state.segments.iter_mut().find(|s| s.base_offset == base)
+        })
+        .ok()
     }
 
     /// Writes the indexes of sealed, fully written segments and trims their block padding.
