@@ -497,3 +497,20 @@ fn metadata_auto_creates_topics_with_default_partitions() {
         .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 4);
 }
+
+#[test]
+fn flush_interval_mode_serves_before_sync_and_keeps_data_over_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(
+        &dir.path().join("data"),
+        &[("log.flush.interval.messages", "1000"), ("log.flush.interval.ms", "200")],
+    );
+    create_topic(&broker.bootstrap, "lazy", 1, &[]);
+    produce_sequence(&broker.bootstrap, "lazy", 0, 300, &[]);
+    let received = consume(&broker.bootstrap, "lazy", 1, Offset::Beginning, 300);
+    assert_eq!(received.last().unwrap().offset, 299);
+    assert!(broker.terminate().success());
+    broker.restart();
+    let received = consume(&broker.bootstrap, "lazy", 1, Offset::Beginning, 300);
+    assert_eq!(received[299].value, b"value-299".to_vec());
+}
