@@ -35,6 +35,8 @@ enum Command {
 
 /// Exit code for a configuration the broker refuses to start with.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// Exit code after a bug (a panic), as sysexits' EX_SOFTWARE.
+const EXIT_INTERNAL_ERROR: i32 = 70;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -44,6 +46,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic is a bug. One shard dying while its siblings go on would leave partitions
+    // unserved behind a listening port, so the whole process stops.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("shardlog: internal error; exiting");
+        std::process::exit(EXIT_INTERNAL_ERROR);
+    }));
     let cli = Cli::parse();
     match cli.command {
         Command::Broker { config, overrides } => broker(config, overrides),

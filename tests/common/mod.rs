@@ -58,6 +58,7 @@ impl Broker {
         }
         let mut child = command
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -140,6 +141,14 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- broker log (last lines) ----");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
