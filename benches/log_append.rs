@@ -9,45 +9,13 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardlog::config::TopicConfig;
 use shardlog::protocol::batch;
+use shardlog::protocol::batch::sample::{self, Compression};
 use shardlog::storage::{PartitionLog, ShardStorage};
 
 const BATCHES_PER_COMMIT: usize = 64;
 
-fn sample_batch() -> Vec<u8> {
-    use bytes::Bytes;
-    use kafka_protocol::records::*;
-    let records: Vec<Record> = (0..16)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; 1000])),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
-}
-
 fn append(c: &mut Criterion) {
-    let bytes = sample_batch();
+    let bytes = sample::batch(16, 1000, Compression::None);
     let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
     let mut group = c.benchmark_group("log_append/64x16KiB+sync");
     group.throughput(Throughput::Bytes((bytes.len() * BATCHES_PER_COMMIT) as u64));

@@ -6,10 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use shardlog::config::TopicConfig;
+use shardlog::protocol::batch::sample::{self, Compression};
 use shardlog::protocol::{batch, fetch, produce};
 use shardlog::storage::{PartitionLog, ShardStorage};
 
@@ -42,41 +40,10 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (value, ALLOCATIONS.with(Cell::get) - before)
 }
 
-fn batch_bytes(records: usize) -> Vec<u8> {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; 100])),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
-}
-
 #[test]
 fn validation_allocates_once_per_record_set_whatever_its_record_count() {
     for records in [1, 100, 1000] {
-        let bytes = batch_bytes(records);
+        let bytes = sample::batch(records, 100, Compression::None);
         let (_, count) = allocations(|| batch::validate_record_set(&bytes, usize::MAX).unwrap());
         println!("validate {records} records: {count} allocations");
         assert!(count <= 1, "{records} records: {count}");
@@ -94,7 +61,7 @@ fn produce_decode_allocates_per_partition_not_per_byte_or_record() {
     for p in 0..8 {
         let mut partition = PartitionProduceData::default();
         partition.index = p;
-        partition.records = Some(Bytes::from(batch_bytes(200)));
+        partition.records = Some(Bytes::from(sample::batch(200, 100, Compression::None)));
         topic.partition_data.push(partition);
     }
     request.topic_data.push(topic);
@@ -119,7 +86,7 @@ fn append_allocates_a_few_times_per_batch_and_fetch_encoding_per_partition() {
         )
         .await
         .unwrap();
-        let bytes = batch_bytes(100);
+        let bytes = sample::batch(100, 100, Compression::None);
         let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
         // Warm up the containers' growth, then count steady-state appends.
         for _ in 0..64 {

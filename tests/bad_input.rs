@@ -13,9 +13,7 @@ use kafka_protocol::messages::{
     self as m, ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use shardlog::protocol::batch::sample::{self, Compression};
 
 struct Client {
     stream: TcpStream,
@@ -85,37 +83,6 @@ impl Client {
         let mut byte = [0u8; 1];
         matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
     }
-}
-
-fn batch(records: usize, value_size: usize) -> Vec<u8> {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; value_size])),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
 }
 
 fn produce(
@@ -409,4 +376,8 @@ fn garbage_connections_do_not_disturb_a_working_client() {
         "the broker survived:\n{}",
         broker.log()
     );
+}
+
+fn batch(records: usize, value_size: usize) -> Vec<u8> {
+    sample::batch(records, value_size, Compression::None)
 }

@@ -960,50 +960,70 @@ fn describe_configs(
     response
 }
 
+/// Per resource of an (Incremental)AlterConfigs request: type, name, error code, message.
+type AlterOutcome = (i8, StrBytes, i16, Option<StrBytes>);
+
+/// What AlterConfigs and IncrementalAlterConfigs share: only topics can change at run time,
+/// and the controller applies each topic's change whole or not at all.
+async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    changes: Vec<(i8, StrBytes, ops::ConfigChange)>,
+    validate_only: bool,
+) -> Vec<AlterOutcome> {
+    let mut outcomes = Vec::with_capacity(changes.len());
+    let mut topics = Vec::with_capacity(changes.len());
+    for (resource_type, name, change) in changes {
+        if resource_type == RESOURCE_TOPIC {
+            topics.push((name.as_str().to_owned(), change));
+        } else {
+            let message = str_bytes("only topic configs can be altered at run time");
+            outcomes.push((resource_type, name, code::INVALID_REQUEST, Some(message)));
+        }
+    }
+    let request = ControlRequest::AlterConfigs {
+        topics,
+        validate_only,
+    };
+    for o in control(shard, request).await {
+        let message = o.message.as_deref().map(str_bytes);
+        outcomes.push((RESOURCE_TOPIC, str_bytes(&o.name), o.error_code, message));
+    }
+    outcomes
+}
+
 async fn alter_configs(
     shard: &Rc<Shard>,
     request: m::AlterConfigsRequest,
 ) -> m::AlterConfigsResponse {
+    let changes = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let set = resource
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    let value = c.value.as_ref()?;
+                    Some((c.name.as_str().to_owned(), value.as_str().to_owned()))
+                })
+                .collect();
+            let change = ops::ConfigChange::Replace(set);
+            (
+                resource.resource_type,
+                resource.resource_name.clone(),
+                change,
+            )
+        })
+        .collect();
     let mut response = m::AlterConfigsResponse::default();
-    let mut topics = Vec::new();
-    for resource in &request.resources {
-        if resource.resource_type != RESOURCE_TOPIC {
-            let mut r = m::alter_configs_response::AlterConfigsResourceResponse::default();
-            r.resource_type = resource.resource_type;
-            r.resource_name = resource.resource_name.clone();
-            r.error_code = code::INVALID_REQUEST;
-            r.error_message = Some(str_bytes("only topic configs can be altered at run time"));
-            response.responses.push(r);
-            continue;
-        }
-        let set = resource
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.as_str().to_owned(), v.as_str().to_owned()))
-            })
-            .collect();
-        topics.push((
-            resource.resource_name.as_str().to_owned(),
-            ops::ConfigChange::Replace(set),
-        ));
-    }
-    let outcomes = control(
-        shard,
-        ControlRequest::AlterConfigs {
-            topics,
-            validate_only: request.validate_only,
-        },
-    )
-    .await;
-    for o in outcomes {
+    for (resource_type, name, error_code, message) in
+        alter_topic_configs(shard, changes, request.validate_only).await
+    {
         let mut r = m::alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = RESOURCE_TOPIC;
-        r.resource_name = str_bytes(&o.name);
-        r.error_code = o.error_code;
-        r.error_message = o.message.as_deref().map(str_bytes);
+        r.resource_type = resource_type;
+        r.resource_name = name;
+        r.error_code = error_code;
+        r.error_message = message;
         response.responses.push(r);
     }
     response
@@ -1013,49 +1033,35 @@ async fn incremental_alter_configs(
     shard: &Rc<Shard>,
     request: m::IncrementalAlterConfigsRequest,
 ) -> m::IncrementalAlterConfigsResponse {
+    let changes = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let ops = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let value = c.value.as_ref().map(|v| v.as_str().to_owned());
+                    (c.name.as_str().to_owned(), c.config_operation, value)
+                })
+                .collect();
+            let change = ops::ConfigChange::Incremental(ops);
+            (
+                resource.resource_type,
+                resource.resource_name.clone(),
+                change,
+            )
+        })
+        .collect();
     let mut response = m::IncrementalAlterConfigsResponse::default();
-    let mut topics = Vec::new();
-    for resource in &request.resources {
-        if resource.resource_type != RESOURCE_TOPIC {
-            let mut r =
-                m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-            r.resource_type = resource.resource_type;
-            r.resource_name = resource.resource_name.clone();
-            r.error_code = code::INVALID_REQUEST;
-            r.error_message = Some(str_bytes("only topic configs can be altered at run time"));
-            response.responses.push(r);
-            continue;
-        }
-        let ops = resource
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    c.name.as_str().to_owned(),
-                    c.config_operation,
-                    c.value.as_ref().map(|v| v.as_str().to_owned()),
-                )
-            })
-            .collect();
-        topics.push((
-            resource.resource_name.as_str().to_owned(),
-            ops::ConfigChange::Incremental(ops),
-        ));
-    }
-    let outcomes = control(
-        shard,
-        ControlRequest::AlterConfigs {
-            topics,
-            validate_only: request.validate_only,
-        },
-    )
-    .await;
-    for o in outcomes {
+    for (resource_type, name, error_code, message) in
+        alter_topic_configs(shard, changes, request.validate_only).await
+    {
         let mut r = m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = RESOURCE_TOPIC;
-        r.resource_name = str_bytes(&o.name);
-        r.error_code = o.error_code;
-        r.error_message = o.message.as_deref().map(str_bytes);
+        r.resource_type = resource_type;
+        r.resource_name = name;
+        r.error_code = error_code;
+        r.error_message = message;
         response.responses.push(r);
     }
     response

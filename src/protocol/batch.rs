@@ -218,16 +218,17 @@ pub fn set_log_append_time(bytes: &mut [u8], size: usize, timestamp_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+/// Sample batches encoded by the kafka-protocol crate: the reference the hand-written code is
+/// checked against in tests and measured against in benchmarks.
+#[doc(hidden)]
+pub mod sample {
+    use bytes::{Bytes, BytesMut};
+    pub use kafka_protocol::records::Compression;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-    /// A batch as the kafka-protocol crate encodes it, for cross-checking the hand-written code.
-    pub fn encoded_batch(records: usize, value_size: usize, compression: Compression) -> Vec<u8> {
+    /// One batch of `records` records with keys `key-N`, values of `value_size` bytes and
+    /// timestamps 1_700_000_000_000 + N.
+    pub fn batch(records: usize, value_size: usize, compression: Compression) -> Vec<u8> {
         let records: Vec<Record> = (0..records)
             .map(|i| Record {
                 transactional: false,
@@ -239,24 +240,27 @@ pub(crate) mod tests {
                 offset: i as i64,
                 sequence: i as i32,
                 timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(bytes::Bytes::from(format!("key-{i}"))),
-                value: Some(bytes::Bytes::from(vec![b'v'; value_size])),
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(vec![b'v'; value_size])),
                 headers: Default::default(),
                 delete_horizon: false,
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode a sample batch");
         buf.to_vec()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::{batch as encoded_batch, Compression};
+    use super::*;
+    use kafka_protocol::records::TimestampType;
 
     #[test]
     fn parses_what_the_library_encodes() {

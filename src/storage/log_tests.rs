@@ -1,8 +1,7 @@
 //! Storage engine tests: appends, rolls, reads, recovery from torn and corrupt files, retention.
 
 use super::*;
-use crate::protocol::batch::tests::encoded_batch;
-use kafka_protocol::records::Compression;
+use crate::protocol::batch::sample::{batch as encoded_batch, Compression};
 
 /// Runs a test body on its own executor thread, as each broker shard has.
 fn run<F, Fut, T>(body: F) -> T
