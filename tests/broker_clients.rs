@@ -530,3 +530,40 @@ fn flush_interval_mode_serves_before_sync_and_keeps_data_over_a_clean_restart() 
     let received = consume(&broker.bootstrap, "lazy", 1, Offset::Beginning, 300);
     assert_eq!(received[299].value, b"value-299".to_vec());
 }
+
+#[test]
+fn a_fresh_broker_serves_cold_reads_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cache far smaller than the data: consumers from the start read segment files.
+    let broker = Broker::start(&dir.path().join("data"), &[("batch.cache.bytes", "65536")]);
+    // Default (large) segments, so disk reads are as large as a fetch allows (1 MiB).
+    create_topic(&broker.bootstrap, "cold", 2, &[]);
+    let payload = vec![b'c'; 2000];
+    let producer = producer(&broker.bootstrap, &[("linger.ms", "2")]);
+    let deliveries: Vec<_> = (0..2000)
+        .map(|i| {
+            producer
+                .send_result(
+                    FutureRecord::<(), _>::to("cold")
+                        .payload(&payload)
+                        .partition(i % 2),
+                )
+                .expect("queue")
+        })
+        .collect();
+    for delivery in deliveries {
+        block_on(delivery).unwrap().unwrap();
+    }
+    let received = consume(&broker.bootstrap, "cold", 2, Offset::Beginning, 2000);
+    assert!(received.iter().all(|r| r.value == payload));
+    for p in 0..2 {
+        let mut offsets: Vec<i64> = received
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..1000).collect::<Vec<_>>());
+    }
+    assert!(!broker.log().contains("read failed"), "{}", broker.log());
+}

@@ -16,6 +16,32 @@ pub fn align_up(value: u64) -> u64 {
     (value + ALIGN - 1) & !(ALIGN - 1)
 }
 
+thread_local! {
+    static DEVICE_PROBED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The runtime decides once per thread and device whether reads may use the polled ring, by
+/// reading the first block of the first direct-I/O file it opens. A new, empty segment file
+/// answers that read with end-of-file, which looks like "polling works" and sends every later
+/// read to a ring the device cannot serve (EOPNOTSUPP). So before the first log file, open a
+/// file that has a block of data.
+pub async fn probe_device(dir: &Path) -> std::io::Result<()> {
+    if DEVICE_PROBED.with(|p| p.get()) {
+        return Ok(());
+    }
+    let path = dir.join(format!(
+        ".direct-io-probe-{:?}",
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, vec![0xa5u8; ALIGN as usize])?;
+    let opened = DmaFile::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    let file = opened?;
+    let _ = file.close().await;
+    DEVICE_PROBED.with(|p| p.set(true));
+    Ok(())
+}
+
 /// Creates (truncating) a file for direct reads and writes.
 pub async fn create(path: &Path) -> std::io::Result<Rc<DmaFile>> {
     OpenOptions::new()

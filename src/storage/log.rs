@@ -309,6 +309,7 @@ impl PartitionLog {
     ) -> Result<Rc<PartitionLog>, LogError> {
         let started = Instant::now();
         std::fs::create_dir_all(&dir)?;
+        file::probe_device(&dir).await?;
         let mut bases: Vec<Offset> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();

@@ -257,3 +257,25 @@ fn retention_by_time_uses_the_newest_timestamp_in_each_segment() {
         );
     });
 }
+
+#[test]
+fn a_new_log_reads_from_disk_once_the_cache_is_gone() {
+    // The first file this executor opens is a new, empty segment: the device probe must not be
+    // fooled by it into sending reads to a ring the disk cannot serve.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let log = open(&path, TopicConfig::default(), 0).await;
+        // About 2 MiB, so a read can be larger than the device splits requests at.
+        let mut last = 0;
+        for _ in 0..4 {
+            last = append_batches(&log, 100, 50).await;
+        }
+        assert_eq!(last, 19_999);
+        // Appends evict what was written before them: the cache is empty, reads hit the disk.
+        let out = log.read(0, 4 << 20, None).await.unwrap();
+        assert!(matches!(out.chunks[0], Chunk::Disk(_)));
+        assert!(out.bytes > 1 << 20, "one read of {} bytes", out.bytes);
+        assert_eq!(read_all(&log).await, (0..20_000).collect::<Vec<_>>());
+    });
+}
