@@ -210,10 +210,10 @@ async fn produce_start(
     let mut pending = Vec::new();
     let valid_acks = matches!(acks, -1..=1);
     for topic in request.topics {
-        let (name, id) = match &topic.topic {
-            produce_codec::TopicRef::Name(name) => (name.clone(), None),
+        let name = match &topic.topic {
+            produce_codec::TopicRef::Name(name) => name.clone(),
             produce_codec::TopicRef::Id(id) => match image.by_id.get(id) {
-                Some(name) => (name.clone(), Some(*id)),
+                Some(name) => name.clone(),
                 None => {
                     for p in &topic.partitions {
                         let mut r = ops::ProduceResult::error(
@@ -229,7 +229,6 @@ async fn produce_start(
                 }
             },
         };
-        let _ = id;
         // Group this topic's partitions by owner shard, keeping their order.
         let mut by_shard: BTreeMap<ShardId, Vec<(i32, Option<BytesMut>)>> = BTreeMap::new();
         for partition in topic.partitions {
@@ -298,7 +297,6 @@ async fn produce_start(
         if acks == 0 {
             return None;
         }
-        let image = image;
         let mut response = m::ProduceResponse::default();
         let mut topics: BTreeMap<String, Vec<ops::ProduceResult>> = BTreeMap::new();
         for result in results {
