@@ -279,3 +279,29 @@ fn a_new_log_reads_from_disk_once_the_cache_is_gone() {
         assert_eq!(read_all(&log).await, (0..20_000).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        // segment.ms of 0: every append after the first finds the active segment too old.
+        let config = TopicConfig {
+            segment_ms: 0,
+            ..TopicConfig::default()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 4, 2).await;
+        assert_eq!(log.segment_count(), 4);
+        // The periodic check rolls an idle segment too.
+        log.roll_if_old();
+        assert_eq!(log.segment_count(), 5);
+        log.flush(false).await.unwrap();
+        assert_eq!(
+            files(&path, "log").len(),
+            4,
+            "an empty segment has no file yet"
+        );
+        assert_eq!(read_all(&log).await, (0..8).collect::<Vec<_>>());
+    });
+}

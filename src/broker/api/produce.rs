@@ -1,0 +1,144 @@
+//! Produce: appends on the owner shards, in wire order; answered once durable as `acks` asks.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::{self as m, TopicName};
+
+use super::str_bytes;
+use crate::broker::ops;
+use crate::broker::shard::{Shard, ShardReply, ShardRequest};
+use crate::protocol::{error_code as code, produce as produce_codec};
+use crate::runtime::ShardId;
+
+pub(super) async fn produce_start(
+    shard: &Rc<Shard>,
+    request: produce_codec::ProduceRequest,
+    version: i16,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<m::ProduceResponse>>>> {
+    let acks = request.acks;
+    let image = shard.image();
+    let mut immediate: Vec<ops::ProduceResult> = Vec::new();
+    let mut pending = Vec::new();
+    let valid_acks = matches!(acks, -1..=1);
+    for topic in request.topics {
+        let name = match &topic.topic {
+            produce_codec::TopicRef::Name(name) => name.clone(),
+            produce_codec::TopicRef::Id(id) => match image.by_id.get(id) {
+                Some(name) => name.clone(),
+                None => {
+                    for p in &topic.partitions {
+                        let mut r = ops::ProduceResult::error(
+                            "",
+                            p.partition,
+                            code::UNKNOWN_TOPIC_ID,
+                            None,
+                        );
+                        r.topic = uuid::Uuid::from_bytes(*id).to_string();
+                        immediate.push(r);
+                    }
+                    continue;
+                }
+            },
+        };
+        // Group this topic's partitions by owner shard, keeping their order.
+        let mut by_shard: BTreeMap<ShardId, Vec<(i32, Option<BytesMut>)>> = BTreeMap::new();
+        for partition in topic.partitions {
+            if !valid_acks {
+                immediate.push(ops::ProduceResult::error(
+                    &name,
+                    partition.partition,
+                    code::INVALID_REQUIRED_ACKS,
+                    None,
+                ));
+                continue;
+            }
+            if !image.partition_exists(&name, partition.partition) {
+                immediate.push(ops::ProduceResult::error(
+                    &name,
+                    partition.partition,
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ));
+                continue;
+            }
+            by_shard
+                .entry(shard.owner(&name, partition.partition))
+                .or_default()
+                .push((partition.partition, partition.records));
+        }
+        for (owner, partitions) in by_shard {
+            let batch = ops::ProduceBatch {
+                topic: name.clone(),
+                partitions,
+                acks,
+            };
+            if owner == shard.id {
+                let future = ops::produce_local(shard, batch);
+                pending.push(futures::future::Either::Left(future));
+            } else {
+                let call = shard.mesh().call(owner, ShardRequest::Produce(batch)).await;
+                let topic = name.clone();
+                pending.push(futures::future::Either::Right(async move {
+                    match call {
+                        Ok(reply) => match reply.await {
+                            Ok(ShardReply::Produce(results)) => results,
+                            _ => vec![ops::ProduceResult::error(
+                                &topic,
+                                -1,
+                                code::UNKNOWN_SERVER_ERROR,
+                                None,
+                            )],
+                        },
+                        Err(_) => vec![ops::ProduceResult::error(
+                            &topic,
+                            -1,
+                            code::UNKNOWN_SERVER_ERROR,
+                            None,
+                        )],
+                    }
+                }));
+            }
+        }
+    }
+    Box::pin(async move {
+        let mut results = immediate;
+        for batch in futures::future::join_all(pending).await {
+            results.extend(batch);
+        }
+        if acks == 0 {
+            return None;
+        }
+        let mut response = m::ProduceResponse::default();
+        let mut topics: BTreeMap<String, Vec<ops::ProduceResult>> = BTreeMap::new();
+        for result in results {
+            topics.entry(result.topic.clone()).or_default().push(result);
+        }
+        for (name, results) in topics {
+            let mut topic = m::produce_response::TopicProduceResponse::default();
+            topic.name = TopicName(str_bytes(&name));
+            if version >= 13 {
+                if let Some(t) = image.topic(&name) {
+                    topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
+                }
+            }
+            for r in results {
+                let mut p = m::produce_response::PartitionProduceResponse::default();
+                p.index = r.partition;
+                p.error_code = r.error_code;
+                p.base_offset = r.base_offset;
+                p.log_append_time_ms = r.log_append_time_ms;
+                if version >= 5 {
+                    p.log_start_offset = r.log_start_offset;
+                }
+                if version >= 8 {
+                    p.error_message = r.message.as_deref().map(str_bytes);
+                }
+                topic.partition_responses.push(p);
+            }
+            response.responses.push(topic);
+        }
+        Some(response)
+    })
+}
