@@ -112,6 +112,15 @@ async fn read_loop(
                 return Ok(());
             }
             Ok(n) => buffer.truncate(start + n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                // The client went away; nothing to complain about.
+                return Ok(());
+            }
             Err(e) => return Err(e.to_string()),
         }
     }

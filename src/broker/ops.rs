@@ -116,6 +116,15 @@ pub fn produce_local(
                     log_start_offset: info.log_start_offset,
                 });
             }
+            Err(LogError::Sequence(e)) => {
+                tracing::debug!(topic = %batch.topic, partition, error = %e, "produce refused");
+                results.push(ProduceResult::error(
+                    &batch.topic,
+                    partition,
+                    e.kafka_code(),
+                    Some(e.to_string()),
+                ))
+            }
             Err(e) => results.push(ProduceResult::error(
                 &batch.topic,
                 partition,

@@ -38,6 +38,8 @@ pub enum ShardRequest {
     Apply(SharedImage),
     /// From shard 0 at start: listen on this port.
     Listen(u16),
+    /// For the controller (shard 0): a producer id that was never given out before.
+    AllocateProducerId,
 }
 
 pub enum ShardReply {
@@ -45,6 +47,7 @@ pub enum ShardReply {
     Fetch(Vec<ops::FetchResult<Bytes>>),
     ListOffsets(Vec<ops::ListOffsetsResult>),
     Control(ops::ControlReply),
+    ProducerId(Result<i64, String>),
     Done,
     Failed(String),
 }
@@ -65,6 +68,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Serialises controller operations on shard 0.
     pub control_lock: runtime::LocalLock,
+    /// Producer ids (used on shard 0 only).
+    pub producer_ids: metadata::ProducerIds,
 }
 
 impl Shard {
@@ -84,6 +89,7 @@ impl Shard {
             listen_tx: RefCell::new(None),
             connections: Cell::new(0),
             control_lock: runtime::LocalLock::new(1),
+            producer_ids: metadata::ProducerIds::default(),
         })
     }
 
@@ -155,6 +161,10 @@ impl Shard {
                     Ok(()) => ShardReply::Done,
                     Err(e) => ShardReply::Failed(e.to_string()),
                 }
+            }),
+            ShardRequest::AllocateProducerId => Box::pin(async move {
+                let _permit = self.control_lock.acquire_permit(1).await;
+                ShardReply::ProducerId(self.producer_ids.allocate(self.config.data_dir()))
             }),
             ShardRequest::Listen(port) => {
                 if let Some(tx) = self.listen_tx.borrow_mut().take() {

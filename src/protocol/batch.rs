@@ -22,6 +22,8 @@ const OFFSET_LAST_DELTA: usize = 23;
 const OFFSET_BASE_TIMESTAMP: usize = 27;
 const OFFSET_MAX_TIMESTAMP: usize = 35;
 const OFFSET_PRODUCER_ID: usize = 43;
+const OFFSET_PRODUCER_EPOCH: usize = 51;
+const OFFSET_BASE_SEQUENCE: usize = 53;
 const OFFSET_RECORD_COUNT: usize = 57;
 
 const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
@@ -78,6 +80,8 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub record_count: i32,
 }
 
@@ -96,6 +100,19 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+
+    /// The sequence number of the batch's last record (sequences wrap at i32::MAX).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return self.base_sequence;
+        }
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        if last > i64::from(i32::MAX) {
+            (last - i64::from(i32::MAX) - 1) as i32
+        } else {
+            last as i32
+        }
     }
 }
 
@@ -142,6 +159,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
         max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
         producer_id: read_i64(bytes, OFFSET_PRODUCER_ID),
+        producer_epoch: read_i16(bytes, OFFSET_PRODUCER_EPOCH),
+        base_sequence: read_i32(bytes, OFFSET_BASE_SEQUENCE),
         record_count: read_i32(bytes, OFFSET_RECORD_COUNT),
     })
 }
@@ -229,16 +248,30 @@ pub mod sample {
     /// One batch of `records` records with keys `key-N`, values of `value_size` bytes and
     /// timestamps 1_700_000_000_000 + N.
     pub fn batch(records: usize, value_size: usize, compression: Compression) -> Vec<u8> {
+        encode(records, value_size, compression, (-1, -1, 0))
+    }
+
+    /// A batch from an idempotent producer: `(producer id, epoch, first sequence)`.
+    pub fn idempotent_batch(records: usize, producer: (i64, i16, i32)) -> Vec<u8> {
+        encode(records, 10, Compression::None, producer)
+    }
+
+    fn encode(
+        records: usize,
+        value_size: usize,
+        compression: Compression,
+        (producer_id, producer_epoch, first_sequence): (i64, i16, i32),
+    ) -> Vec<u8> {
         let records: Vec<Record> = (0..records)
             .map(|i| Record {
                 transactional: false,
                 control: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: i as i32,
+                sequence: first_sequence + i as i32,
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::from(vec![b'v'; value_size])),

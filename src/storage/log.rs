@@ -11,6 +11,7 @@ use futures::channel::oneshot;
 
 use super::file::{self, align_down, ALIGN};
 use super::index::{OffsetIndex, TimeIndex};
+use super::producers::{ProducerStates, SequenceCheck, SequenceError};
 use super::Offset;
 use crate::config::{TimestampType, TopicConfig};
 use crate::protocol::batch::{self, BatchHeader};
@@ -18,6 +19,8 @@ use crate::runtime::{DmaFile, ReadResult};
 
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
+/// The idempotent-producer snapshot of a partition, next to its segments.
+const PRODUCER_SNAPSHOT: &str = "producer.snapshot";
 /// A disk read serves at least this much, so small fetches of cold data read ahead.
 pub const READ_MIN_BYTES: usize = 64 << 10;
 
@@ -33,6 +36,8 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("log is corrupt: {0}")]
     Corrupt(String),
+    #[error("idempotent producer: {0}")]
+    Sequence(#[from] SequenceError),
 }
 
 /// A piece of log data on its way to a socket: a cached buffer or a direct-read buffer.
@@ -75,6 +80,9 @@ pub struct AppendInfo {
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: Offset,
+    /// A retry of a batch already in the log: nothing was appended, the offsets are the
+    /// original ones.
+    pub duplicate: bool,
 }
 
 /// Per-shard storage context: the tail-cache budget and the group-commit queue.
@@ -267,6 +275,7 @@ struct LogState {
     data_waiters: Vec<oneshot::Sender<()>>,
     sync_waiters: Vec<(Offset, oneshot::Sender<Result<(), String>>)>,
     failed: Option<String>,
+    producers: ProducerStates,
 }
 
 impl LogState {
@@ -321,6 +330,10 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
+        let mut producers = file::read_whole(&dir.join(PRODUCER_SNAPSHOT))
+            .await?
+            .and_then(|bytes| ProducerStates::decode(&bytes))
+            .unwrap_or_default();
         let mut segments = VecDeque::with_capacity(bases.len().max(1));
         let mut truncated_bytes = 0;
         for (i, &base) in bases.iter().enumerate() {
@@ -348,14 +361,16 @@ impl PartitionLog {
                 }
                 break;
             }
-            let (mut segment, truncated) = recover_segment(&dir, base, is_last, &config).await?;
+            let (mut segment, truncated) =
+                recover_segment(&dir, base, is_last, &config, &mut producers).await?;
             if truncated > 0 && !is_last {
                 // A sealed segment with a bad tail (or block padding left by a crash before it
                 // was trimmed): its index files may point past the new end, so rebuild them.
                 let _ = std::fs::remove_file(segment.index_path());
                 let _ = std::fs::remove_file(segment.time_index_path());
                 drop(segment);
-                let (rebuilt, _) = recover_segment(&dir, base, is_last, &config).await?;
+                let (rebuilt, _) =
+                    recover_segment(&dir, base, is_last, &config, &mut producers).await?;
                 segment = rebuilt;
             }
             truncated_bytes += truncated;
@@ -366,6 +381,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments.front().expect("non-empty").base_offset;
         let log_end_offset = segments.back().expect("non-empty").last_offset + 1;
+        producers.truncate(log_end_offset);
         if truncated_bytes > 0 {
             tracing::warn!(log = %dir.display(), truncated_bytes, "truncated a torn tail");
         }
@@ -394,6 +410,7 @@ impl PartitionLog {
                 data_waiters: Vec::new(),
                 sync_waiters: Vec::new(),
                 failed: None,
+                producers,
             }),
             storage,
             queued: Cell::new(false),
@@ -446,6 +463,43 @@ impl PartitionLog {
         if let Some(reason) = &state.failed {
             return Err(LogError::Io(std::io::Error::other(reason.clone())));
         }
+        // Idempotent producers: every batch passes its sequence check before anything is
+        // appended; a retried batch is answered with its original offsets.
+        if headers.iter().any(|h| h.producer_id >= 0) {
+            if let [header] = headers {
+                if let SequenceCheck::Duplicate(range) = state.producers.check(header)? {
+                    return Ok(AppendInfo {
+                        base_offset: range.base_offset,
+                        last_offset: range.last_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: state.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+            } else {
+                let mut trial = state.producers.clone();
+                let mut offset = state.log_end_offset;
+                for header in headers {
+                    let mut placed = *header;
+                    placed.base_offset = offset;
+                    if header.producer_id >= 0 {
+                        match trial.check(header)? {
+                            SequenceCheck::Append => trial.record(&placed),
+                            SequenceCheck::Duplicate(_) => {
+                                // Kafka producers send one batch per partition; a set mixing
+                                // retried and new batches cannot be split, so it is refused.
+                                return Err(SequenceError::OutOfOrder {
+                                    expected: -1,
+                                    got: header.base_sequence,
+                                }
+                                .into());
+                            }
+                        }
+                    }
+                    offset = placed.last_offset() + 1;
+                }
+            }
+        }
         let total = records.len() as u64;
         let roll = {
             let config = state.config.clone();
@@ -486,6 +540,7 @@ impl PartitionLog {
                 header.max_timestamp = now_ms;
             }
             let bytes = records.slice(position..position + header.size);
+            state.producers.record(&header);
             let active = state.active();
             let file_position = active.size;
             active.note_batch(&header, file_position, interval);
@@ -512,6 +567,7 @@ impl PartitionLog {
             last_offset: offset - 1,
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             log_start_offset: state.log_start_offset,
+            duplicate: false,
         };
         drop(state);
         for (base, size) in cached {
@@ -690,6 +746,27 @@ impl PartitionLog {
         .ok()
     }
 
+    /// Saves the idempotent-producer state, so recovery only replays the active segment.
+    async fn write_producer_snapshot(&self) -> Result<(), LogError> {
+        let bytes = {
+            let state = self.state.borrow();
+            if state.producers.is_empty() {
+                return Ok(());
+            }
+            state.producers.encode()
+        };
+        file::write_whole(&self.dir.join(PRODUCER_SNAPSHOT), &bytes).await?;
+        Ok(())
+    }
+
+    /// The epoch and remembered batches of one producer on this partition.
+    pub fn producer_state(
+        &self,
+        producer_id: i64,
+    ) -> Option<(i16, Vec<super::producers::BatchRange>)> {
+        self.state.borrow().producers.entry(producer_id)
+    }
+
     /// Writes the indexes of sealed, fully written segments and trims their block padding.
     async fn finalize_sealed(&self) -> Result<(), LogError> {
         loop {
@@ -724,6 +801,7 @@ impl PartitionLog {
             }
             file::write_whole(&index_path, &index).await?;
             file::write_whole(&time_path, &time_index).await?;
+            self.write_producer_snapshot().await?;
             let mut state = self.state.borrow_mut();
             if let Some(segment) = state.segments.iter_mut().find(|s| s.base_offset == base) {
                 segment.finalized = true;
@@ -1038,6 +1116,7 @@ impl PartitionLog {
             file::write_whole(&index_path, &index).await?;
             file::write_whole(&time_path, &time_index).await?;
         }
+        self.write_producer_snapshot().await?;
         // The active file keeps its zero padding up to the block boundary; recovery trims it.
         Ok(())
     }
@@ -1051,6 +1130,7 @@ async fn recover_segment(
     base: Offset,
     is_last: bool,
     config: &TopicConfig,
+    producers: &mut ProducerStates,
 ) -> Result<(Segment, u64), LogError> {
     let mut segment = Segment::new(dir, base);
     let file = file::open_rw(&segment.path).await?;
@@ -1107,6 +1187,9 @@ async fn recover_segment(
                     let expected_base = segment.last_offset + 1;
                     if header.base_offset != expected_base {
                         break 'scan;
+                    }
+                    if is_last {
+                        producers.record(&header);
                     }
                     if rebuild_index {
                         segment.note_batch(&header, at, interval);

@@ -305,3 +305,66 @@ fn segments_roll_by_age() {
         assert_eq!(read_all(&log).await, (0..8).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn producer_state_survives_a_clean_reopen_through_its_snapshot() {
+    use crate::protocol::batch::sample::idempotent_batch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    let before = run(move || async move {
+        let log = open(&p, small_segments(), 1 << 20).await;
+        for i in 0..60 {
+            let bytes = idempotent_batch(5, (42, 3, i * 5));
+            let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+            let info = log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap();
+            assert!(!info.duplicate);
+        }
+        // One more batch into a segment of its own: the active segment then holds one of the
+        // five remembered batches, and only the snapshot has the other four.
+        log.set_config(TopicConfig {
+            segment_bytes: 1,
+            ..small_segments()
+        });
+        let bytes = idempotent_batch(5, (42, 3, 300));
+        let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+        log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap();
+        log.close().await.unwrap();
+        assert!(log.segment_count() > 2);
+        log.producer_state(42).unwrap()
+    });
+    assert_eq!(before.0, 3);
+    assert_eq!(before.1.len(), 5);
+    // Without the snapshot only the active segment's batch is known.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&path).unwrap() {
+        let entry = entry.unwrap().path();
+        if entry.file_name().unwrap() != "producer.snapshot" {
+            std::fs::copy(&entry, copy.join(entry.file_name().unwrap())).unwrap();
+        }
+    }
+    let without = run(move || async move {
+        let log = open(&copy, small_segments(), 1 << 20).await;
+        log.producer_state(42).unwrap().1.len()
+    });
+    assert_eq!(without, 1);
+    run(move || async move {
+        let log = open(&path, small_segments(), 1 << 20).await;
+        assert_eq!(log.producer_state(42).unwrap(), before);
+        // The oldest remembered batch is a duplicate; the one before it is out of order.
+        let oldest = before.1[0];
+        let retry = idempotent_batch(5, (42, 3, oldest.first_sequence));
+        let headers = batch::validate_record_set(&retry, usize::MAX).unwrap();
+        let info = log.append(BytesMut::from(&retry[..]), &headers, 0).unwrap();
+        assert!(info.duplicate);
+        assert_eq!(info.base_offset, oldest.base_offset);
+        let next = idempotent_batch(1, (42, 3, 305));
+        let headers = batch::validate_record_set(&next, usize::MAX).unwrap();
+        assert!(
+            !log.append(BytesMut::from(&next[..]), &headers, 0)
+                .unwrap()
+                .duplicate
+        );
+    });
+}

@@ -12,6 +12,7 @@
 pub mod file;
 pub mod index;
 pub mod log;
+pub mod producers;
 
 pub use log::{AppendInfo, Chunk, LogError, PartitionLog, ReadOut, ShardStorage};
 

@@ -9,6 +9,7 @@ mod fetch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer_id;
 mod topics;
 
 use std::rc::Rc;
@@ -155,6 +156,13 @@ pub async fn start(
             let request: m::IncrementalAlterConfigsRequest = decode(body, &header)?;
             runtime::spawn_task(async move {
                 let response = configs::incremental_alter_configs(&shard, request).await;
+                encoded(key, &header, &response)
+            })
+        }
+        ApiKey::InitProducerId => {
+            let request: m::InitProducerIdRequest = decode(body, &header)?;
+            runtime::spawn_task(async move {
+                let response = producer_id::init_producer_id(&shard, request).await;
                 encoded(key, &header, &response)
             })
         }
