@@ -127,3 +127,119 @@ fn retries_are_deduplicated_and_gaps_and_old_epochs_refused_across_restarts() {
     let response: m::InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
     assert_eq!(response.error_code, 53);
 }
+
+/// librdkafka's idempotent producer through a proxy that cuts every connection now and then,
+/// and across a kill -9 and restart of the broker: every sequence number lands exactly once,
+/// in order.
+#[test]
+fn cut_connections_and_a_broker_kill_leave_no_duplicates_and_no_gaps() {
+    use common::proxy::Proxy;
+    use futures::executor::block_on;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+
+    const MESSAGES: usize = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
+    let mut broker = Broker::start(
+        &dir.path().join("data"),
+        &[("advertised.listeners", &advertised)],
+    );
+    proxy.set_target(&broker.bootstrap);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &proxy.address)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "50")
+        .set("message.timeout.ms", "120000")
+        .set("reconnect.backoff.ms", "10")
+        .set("reconnect.backoff.max.ms", "100")
+        .create()
+        .unwrap();
+    let mut deliveries: Vec<Option<rdkafka::producer::DeliveryFuture>> =
+        Vec::with_capacity(MESSAGES);
+    let settle = |deliveries: &mut Vec<Option<rdkafka::producer::DeliveryFuture>>, i: usize| {
+        if let Some(delivery) = deliveries[i].take() {
+            let delivered = block_on(delivery)
+                .expect("delivery")
+                .unwrap_or_else(|(e, _)| panic!("message {i}: {e}"));
+            assert_eq!(delivered.partition, 0);
+        }
+    };
+    for i in 0..MESSAGES {
+        let value = format!("seq-{i}");
+        loop {
+            match producer.send_result(
+                FutureRecord::<(), _>::to("exactly")
+                    .payload(&value)
+                    .partition(0),
+            ) {
+                Ok(delivery) => {
+                    deliveries.push(Some(delivery));
+                    break;
+                }
+                Err((e, _)) => {
+                    // The local queue is full while the connection is down: let it drain.
+                    assert!(
+                        matches!(e, rdkafka::error::KafkaError::MessageProduction(_)),
+                        "{e}"
+                    );
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        if i % 500 == 499 {
+            // Cut while the last few hundred records are in flight, after earlier ones landed.
+            settle(&mut deliveries, i - 300);
+            proxy.cut();
+        }
+        if i == MESSAGES / 2 {
+            settle(&mut deliveries, i - 300);
+            broker.kill9();
+            broker.restart();
+            proxy.set_target(&broker.bootstrap);
+            proxy.cut();
+        }
+    }
+    for i in 0..MESSAGES {
+        settle(&mut deliveries, i);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "unused")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("exactly", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks("exactly", 0, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        high, MESSAGES as i64,
+        "no duplicates and no gaps in the log"
+    );
+    let mut seen = Vec::with_capacity(MESSAGES);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < MESSAGES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {MESSAGES}",
+            seen.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            seen.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("seq-{i}")).collect();
+    assert_eq!(seen, expected, "every sequence exactly once, in order");
+}
