@@ -4,7 +4,7 @@
     python3 tests/clients/kafka_python_smoke.py BOOTSTRAP      e.g. 127.0.0.1:9092
 
 Creates a 3-partition topic with the admin client, produces 300 keyed messages
-with headers (acks=all), reads them back by assigning all partitions, checks
+with headers (acks=all, idempotent), reads them back by assigning all partitions, checks
 offsets, timestamps lookups and end/beginning offsets, then deletes the topic.
 Needs `pip install kafka-python`.
 """
@@ -73,9 +73,9 @@ def run(bootstrap, checks):
                       f"admin created {topic} with {PARTITIONS} partitions",
                       f"metadata shows {info}")
 
+        # kafka-python's default: an idempotent producer (InitProducerId, sequence numbers).
         producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
-                                 enable_idempotence=False, linger_ms=5, retries=3,
-                                 request_timeout_ms=30000)
+                                 linger_ms=5, request_timeout_ms=30000)
         try:
             futures = []
             for i in range(MESSAGES):
