@@ -158,17 +158,7 @@ fn broker_level_log_defaults_apply_to_new_topics() {
     };
     assert_eq!(value("message.timestamp.type"), "LogAppendTime");
     assert_eq!(value("retention.ms"), "3600000");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", "unused")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment
-        .add_partition_offset("defaults", 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = common::assigned_consumer(&broker.bootstrap, "defaults", &[0]);
     let message = loop {
         if let Some(message) = consumer.poll(Duration::from_secs(1)) {
             break message.unwrap();

@@ -136,7 +136,7 @@ fn cut_connections_and_a_broker_kill_leave_no_duplicates_and_no_gaps() {
     use common::proxy::Proxy;
     use futures::executor::block_on;
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::consumer::Consumer;
     use rdkafka::message::Message;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use std::time::Duration;
@@ -209,17 +209,7 @@ fn cut_connections_and_a_broker_kill_leave_no_duplicates_and_no_gaps() {
     for i in 0..MESSAGES {
         settle(&mut deliveries, i);
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", "unused")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment
-        .add_partition_offset("exactly", 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = common::assigned_consumer(&broker.bootstrap, "exactly", &[0]);
     let (_, high) = consumer
         .fetch_watermarks("exactly", 0, Duration::from_secs(30))
         .unwrap();

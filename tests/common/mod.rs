@@ -169,3 +169,28 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A librdkafka consumer assigned to `partitions` of `topic` from the beginning, with no group
+/// behaviour (no commits).
+pub fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "assign-only")
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for &partition in partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
