@@ -236,3 +236,38 @@ fn garbage_connections_do_not_disturb_a_working_client() {
         broker.log()
     );
 }
+
+#[test]
+fn produce_v13_by_topic_id_and_an_unknown_id_is_answered_with_that_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut client = Client::connect(&broker.bootstrap);
+    create_topic(&mut client, "by-id", &[]);
+    let mut metadata = m::MetadataRequest::default();
+    metadata.topics = None;
+    let response: m::MetadataResponse = client.call(ApiKey::Metadata, 12, &metadata);
+    let known = response.topics[0].topic_id;
+    let unknown = uuid::Uuid::from_bytes([7; 16]);
+    let mut request = m::ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 5000;
+    for id in [known, unknown] {
+        let mut data = m::produce_request::TopicProduceData::default();
+        data.topic_id = id;
+        let mut p = m::produce_request::PartitionProduceData::default();
+        p.records = Some(batch(2, 10).into());
+        data.partition_data.push(p);
+        request.topic_data.push(data);
+    }
+    let response: m::ProduceResponse = client.call(ApiKey::Produce, 13, &request);
+    let by_id = |id| {
+        response
+            .responses
+            .iter()
+            .find(|t| t.topic_id == id)
+            .map(|t| t.partition_responses[0].error_code)
+    };
+    assert_eq!(by_id(known), Some(0));
+    assert_eq!(by_id(unknown), Some(100), "UNKNOWN_TOPIC_ID");
+    assert_eq!(latest_offset(&mut client, "by-id"), 2);
+}

@@ -119,9 +119,11 @@ pub(super) async fn produce_start(
             let mut topic = m::produce_response::TopicProduceResponse::default();
             topic.name = TopicName(str_bytes(&name));
             if version >= 13 {
-                if let Some(t) = image.topic(&name) {
-                    topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
-                }
+                // Known topics by their id; an unknown id was carried back as its text.
+                topic.topic_id = match image.topic(&name) {
+                    Some(t) => uuid::Uuid::from_bytes(t.record.id),
+                    None => uuid::Uuid::parse_str(&name).unwrap_or_default(),
+                };
             }
             for r in results {
                 let mut p = m::produce_response::PartitionProduceResponse::default();
