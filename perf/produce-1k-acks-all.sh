@@ -6,7 +6,7 @@
 #
 #   bash perf/produce-1k-acks-all.sh            (from anywhere)
 #
-# Environment: MESSAGES (default 2000000), PARTITIONS (default 8).
+# Environment: MESSAGES (default 2000000), PARTITIONS (default 8), SHARDS (default 1).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +14,7 @@ ROOT=$(pwd)
 
 MESSAGES=${MESSAGES:-2000000}
 PARTITIONS=${PARTITIONS:-8}
+SHARDS=${SHARDS:-1}
 SIZE=1024
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RESULTS=$ROOT/perf/results
@@ -67,7 +68,7 @@ trap cleanup EXIT
 BROKER_CMD=("$BROKER_BIN" broker
   --override "log.dirs=$WORK/data"
   --override listeners=PLAINTEXT://127.0.0.1:0
-  --override num.shards=1
+  --override "num.shards=$SHARDS"
   --override "num.partitions=$PARTITIONS"
   --override metrics.listener=none)
 
@@ -165,7 +166,7 @@ DIRTY=$(git status --porcelain -- src Cargo.toml Cargo.lock | wc -l)
 {
   echo "# produce-1k-acks-all $STAMP"
   echo
-  echo "$MESSAGES messages of $SIZE bytes to $PARTITIONS partitions, one broker shard, loopback"
+  echo "$MESSAGES messages of $SIZE bytes to $PARTITIONS partitions, $SHARDS broker shard(s), loopback"
   echo "acks=all: $ALL_MSGS msgs/s, $ALL_MB MB/s ($ALL_MS ms)"
   echo "acks=0:   $ZERO_MSGS msgs/s, $ZERO_MB MB/s ($ZERO_MS ms)"
   echo "ratio acks=all / acks=0 (msgs/s): $RATIO"
