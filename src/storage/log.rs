@@ -21,6 +21,9 @@ use crate::runtime::{DmaFile, ReadResult};
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
 /// The idempotent-producer snapshot of a partition, next to its segments.
 const PRODUCER_SNAPSHOT: &str = "producer.snapshot";
+/// Present while a log is closed cleanly: its active segment's index files are then trusted and
+/// only the tail after the last index entry is read at start. Removed when the log opens.
+const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 /// A disk read serves at least this much, so small fetches of cold data read ahead.
 pub const READ_MIN_BYTES: usize = 64 << 10;
 
@@ -330,6 +333,11 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
+        let clean = dir.join(CLEAN_SHUTDOWN).exists();
+        if clean {
+            // From here on a crash must not find the marker.
+            std::fs::remove_file(dir.join(CLEAN_SHUTDOWN))?;
+        }
         let mut producers = file::read_whole(&dir.join(PRODUCER_SNAPSHOT))
             .await?
             .and_then(|bytes| ProducerStates::decode(&bytes))
@@ -362,7 +370,7 @@ impl PartitionLog {
                 break;
             }
             let (mut segment, truncated) =
-                recover_segment(&dir, base, is_last, &config, &mut producers).await?;
+                recover_segment(&dir, base, is_last, clean, &config, &mut producers).await?;
             if truncated > 0 && !is_last {
                 // A sealed segment with a bad tail (or block padding left by a crash before it
                 // was trimmed): its index files may point past the new end, so rebuild them.
@@ -370,7 +378,7 @@ impl PartitionLog {
                 let _ = std::fs::remove_file(segment.time_index_path());
                 drop(segment);
                 let (rebuilt, _) =
-                    recover_segment(&dir, base, is_last, &config, &mut producers).await?;
+                    recover_segment(&dir, base, is_last, clean, &config, &mut producers).await?;
                 segment = rebuilt;
             }
             truncated_bytes += truncated;
@@ -390,6 +398,7 @@ impl PartitionLog {
             segments = segments.len(),
             log_start_offset,
             log_end_offset,
+            clean_shutdown = clean,
             recovery_ms = started.elapsed().as_secs_f64() * 1e3,
             "log opened"
         );
@@ -1117,18 +1126,21 @@ impl PartitionLog {
             file::write_whole(&time_path, &time_index).await?;
         }
         self.write_producer_snapshot().await?;
-        // The active file keeps its zero padding up to the block boundary; recovery trims it.
+        // Last: the marker says everything above is complete. The active file keeps its zero
+        // padding up to the block boundary; recovery trims it.
+        file::write_whole(&self.dir.join(CLEAN_SHUTDOWN), b"").await?;
         Ok(())
     }
 }
 
-/// Opens one segment from disk. Sealed segments trust a valid index and only read their tail;
-/// the last segment (and any with a bad index) is scanned with CRC checks and a torn tail is
-/// truncated. Returns the segment and how many bytes were truncated.
+/// Opens one segment from disk. Sealed segments, and the last one after a clean shutdown, trust
+/// a valid index and only read their tail; otherwise the segment is scanned with CRC checks and
+/// a torn tail is truncated. Returns the segment and how many bytes were truncated.
 async fn recover_segment(
     dir: &Path,
     base: Offset,
     is_last: bool,
+    clean_shutdown: bool,
     config: &TopicConfig,
     producers: &mut ProducerStates,
 ) -> Result<(Segment, u64), LogError> {
@@ -1138,7 +1150,7 @@ async fn recover_segment(
     let interval = u64::from(config.index_interval_bytes);
     let mut scan_from = 0u64;
     let mut check_crc = true;
-    if !is_last {
+    if !is_last || clean_shutdown {
         let index = file::read_whole(&segment.index_path()).await?;
         let time_index = file::read_whole(&segment.time_index_path()).await?;
         if let (Some(index), Some(time_index)) = (index, time_index) {

@@ -368,3 +368,34 @@ fn producer_state_survives_a_clean_reopen_through_its_snapshot() {
         );
     });
 }
+
+#[test]
+fn a_clean_close_is_marked_and_the_marker_is_gone_once_the_log_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let p = path.clone();
+    run(move || async move {
+        let log = open(&p, TopicConfig::default(), 1 << 20).await;
+        append_batches(&log, 50, 5).await;
+        log.close().await.unwrap();
+    });
+    assert!(path.join(CLEAN_SHUTDOWN).exists());
+    let p = path.clone();
+    run(move || async move {
+        // Trusted indexes: the log is whole and goes on where it was.
+        let log = open(&p, TopicConfig::default(), 0).await;
+        assert!(
+            !p.join(CLEAN_SHUTDOWN).exists(),
+            "a crash from here must not find it"
+        );
+        assert_eq!(log.log_end_offset(), 250);
+        assert_eq!(read_all(&log).await, (0..250).collect::<Vec<_>>());
+        assert_eq!(append_batches(&log, 10, 5).await, 299);
+        // No close: as after a kill.
+    });
+    run(move || async move {
+        let log = open(&path, TopicConfig::default(), 0).await;
+        assert_eq!(log.log_end_offset(), 300);
+        assert_eq!(read_all(&log).await, (0..300).collect::<Vec<_>>());
+    });
+}
