@@ -46,6 +46,18 @@ pub struct ProduceResult {
 }
 
 impl ProduceResult {
+    /// A batch the client got wrong: logged at debug level (it is the client's error, not the
+    /// broker's) and answered with `error_code` and the reason.
+    fn refused(
+        topic: &str,
+        partition: i32,
+        error_code: i16,
+        reason: &dyn std::fmt::Display,
+    ) -> Self {
+        tracing::debug!(topic, partition, error = %reason, "produce refused");
+        ProduceResult::error(topic, partition, error_code, Some(reason.to_string()))
+    }
+
     pub fn error(topic: &str, partition: i32, error_code: i16, message: Option<String>) -> Self {
         ProduceResult {
             topic: topic.to_owned(),
@@ -91,12 +103,11 @@ pub fn produce_local(
         let headers = match batch::validate_record_set(&records, max_bytes) {
             Ok(headers) => headers,
             Err(e) => {
-                tracing::debug!(topic = %batch.topic, partition, error = %e, "produce refused");
-                results.push(ProduceResult::error(
+                results.push(ProduceResult::refused(
                     &batch.topic,
                     partition,
                     e.kafka_code(),
-                    Some(e.to_string()),
+                    &e,
                 ));
                 continue;
             }
@@ -116,15 +127,12 @@ pub fn produce_local(
                     log_start_offset: info.log_start_offset,
                 });
             }
-            Err(LogError::Sequence(e)) => {
-                tracing::debug!(topic = %batch.topic, partition, error = %e, "produce refused");
-                results.push(ProduceResult::error(
-                    &batch.topic,
-                    partition,
-                    e.kafka_code(),
-                    Some(e.to_string()),
-                ))
-            }
+            Err(LogError::Sequence(e)) => results.push(ProduceResult::refused(
+                &batch.topic,
+                partition,
+                e.kafka_code(),
+                &e,
+            )),
             Err(e) => results.push(ProduceResult::error(
                 &batch.topic,
                 partition,

@@ -69,6 +69,16 @@ async fn read_all(log: &PartitionLog) -> Vec<Offset> {
     offsets
 }
 
+/// A log of 100 records in 20 batches over several small segments, closed cleanly.
+fn write_closed_log(path: &Path) {
+    let p = path.to_path_buf();
+    run(move || async move {
+        let log = open(&p, small_segments(), 1 << 20).await;
+        append_batches(&log, 20, 5).await;
+        log.close().await.unwrap();
+    });
+}
+
 fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -160,12 +170,7 @@ fn a_flipped_bit_in_the_last_segment_truncates_from_that_batch() {
 fn bad_indexes_are_rebuilt_and_padding_on_sealed_segments_is_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
-    let p = path.clone();
-    run(move || async move {
-        let log = open(&p, small_segments(), 1 << 20).await;
-        append_batches(&log, 20, 5).await;
-        log.close().await.unwrap();
-    });
+    write_closed_log(&path);
     let indexes = files(&path, "index");
     std::fs::remove_file(&indexes[0]).unwrap();
     std::fs::write(&indexes[1], b"garbage").unwrap();
@@ -192,12 +197,7 @@ fn bad_indexes_are_rebuilt_and_padding_on_sealed_segments_is_trimmed() {
 fn a_gap_between_segments_ends_the_log_there() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
-    let p = path.clone();
-    run(move || async move {
-        let log = open(&p, small_segments(), 1 << 20).await;
-        append_batches(&log, 20, 5).await;
-        log.close().await.unwrap();
-    });
+    write_closed_log(&path);
     let logs = files(&path, "log");
     std::fs::remove_file(&logs[2]).unwrap();
     run(move || async move {
