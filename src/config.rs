@@ -53,7 +53,6 @@ pub const IGNORED_KAFKA_KEYS: &[&str] = &[
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
     "zookeeper.session.timeout.ms",
-    "group.initial.rebalance.delay.ms",
     "log.flush.scheduler.interval.ms",
     "log.cleaner.enable",
     "log.cleaner.threads",
@@ -484,6 +483,11 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// How long a rebalance of an empty group waits for more members to join.
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_max_size: i32,
+    pub offset_metadata_max_bytes: usize,
+    pub offsets_retention_check_interval_ms: u64,
     /// `None` disables the metrics endpoint.
     pub metrics_listener: Option<SocketAddr>,
     pub controller_quorum_voters: Option<String>,
@@ -528,6 +532,10 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_max_size: i32::MAX,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_check_interval_ms: 600_000,
             metrics_listener: Some(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 DEFAULT_METRICS_PORT,
@@ -784,6 +792,20 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
     }
     if let Some(value) = settings.integer("group.max.session.timeout.ms", 0, i32::MAX.into())? {
         config.group_max_session_timeout_ms = value;
+    }
+    if let Some(value) = settings.integer("group.initial.rebalance.delay.ms", 0, i32::MAX.into())? {
+        config.group_initial_rebalance_delay_ms = value;
+    }
+    if let Some(value) = settings.integer("group.max.size", 1, i32::MAX.into())? {
+        config.group_max_size = value;
+    }
+    if let Some(value) = settings.integer("offset.metadata.max.bytes", 0, i32::MAX.into())? {
+        config.offset_metadata_max_bytes = value;
+    }
+    if let Some(value) =
+        settings.integer("offsets.retention.check.interval.ms", 1, i32::MAX.into())?
+    {
+        config.offsets_retention_check_interval_ms = value;
     }
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
         return Err(invalid(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Broker;
+use common::{example, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -19,25 +19,6 @@ use rdkafka::{Offset, TopicPartitionList};
 const KILLS: usize = 20;
 const PARTITIONS: i32 = 2;
 const TOPIC: &str = "crash";
-
-fn example(name: &str) -> PathBuf {
-    let mut path = std::env::current_exe().expect("test exe");
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    let path = path.join("examples").join(name);
-    if !path.exists() {
-        // `cargo test` builds examples; a run of this test alone may not have.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", name])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cannot build example {name}");
-    }
-    path
-}
 
 /// A small deterministic generator, so a failing run can be replayed from its printed seed.
 struct Lcg(u64);

@@ -21,10 +21,10 @@ pub const CONNECTION_INFLIGHT_MAX: usize = 64;
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
 pub async fn serve(shard: Rc<Shard>, stream: Stream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let address = stream.peer_addr().ok();
+    let peer = address.map(|a| a.to_string()).unwrap_or_default();
+    // Kafka's spelling of a client's host in group descriptions.
+    let client_host: Rc<str> = address.map_or("/".into(), |a| format!("/{}", a.ip()).into());
     shard.connections.set(shard.connections.get() + 1);
     tracing::debug!(%peer, shard = shard.id, "connection opened");
     let (mut reader, mut writer_half) = stream.split();
@@ -52,7 +52,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
             writer_half.shutdown().await;
         })
     };
-    let result = read_loop(&shard, &mut reader, &sender).await;
+    let result = read_loop(&shard, &client_host, &mut reader, &sender).await;
     if let Err(reason) = result {
         tracing::warn!(%peer, %reason, "closing connection");
     }
@@ -64,6 +64,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
 
 async fn read_loop(
     shard: &Rc<Shard>,
+    client_host: &Rc<str>,
     stream: &mut StreamReader,
     sender: &local_channel::LocalSender<runtime::Task<Response>>,
 ) -> Result<(), String> {
@@ -75,7 +76,7 @@ async fn read_loop(
         loop {
             match frame::split_frame(&mut buffer, limit) {
                 Ok(Some(frame)) => {
-                    let task = dispatch(shard, frame).await?;
+                    let task = dispatch(shard, client_host, frame).await?;
                     if sender.send(task).await.is_err() {
                         return Ok(());
                     }
@@ -128,7 +129,11 @@ async fn read_loop(
 
 /// Starts one request. Returns `Err` when the connection must be closed (Kafka closes on an
 /// unknown API key or an unparseable header: there is no response schema to answer with).
-async fn dispatch(shard: &Rc<Shard>, frame: BytesMut) -> Result<runtime::Task<Response>, String> {
+async fn dispatch(
+    shard: &Rc<Shard>,
+    client_host: &Rc<str>,
+    frame: BytesMut,
+) -> Result<runtime::Task<Response>, String> {
     let header = match frame::parse_request_header(&frame) {
         Ok(header) => header,
         Err(HeaderError::UnknownApi {
@@ -141,5 +146,5 @@ async fn dispatch(shard: &Rc<Shard>, frame: BytesMut) -> Result<runtime::Task<Re
         }
         Err(e) => return Err(e.to_string()),
     };
-    api::start(shard, header, frame).await
+    api::start(shard, client_host, header, frame).await
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod connection;
+pub mod group;
 pub mod metadata;
 pub mod ops;
 pub mod shard;
@@ -119,6 +120,7 @@ async fn run_shard(
         Listener::bind(address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?
     };
     runtime::spawn(shard.clone().run_housekeeping());
+    runtime::spawn(group::run_ticks(shard.clone()));
     {
         let shard = shard.clone();
         runtime::spawn(async move {

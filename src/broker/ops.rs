@@ -457,6 +457,14 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                     ));
                     continue;
                 }
+                if name == crate::broker::group::OFFSETS_TOPIC {
+                    outcomes.push(ControlOutcome::error(
+                        &name,
+                        code::INVALID_REQUEST,
+                        "an internal topic cannot be deleted",
+                    ));
+                    continue;
+                }
                 match table.topics.iter().position(|t| t.name == name) {
                     Some(index) => {
                         let record = table.topics.remove(index);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::group;
 use super::metadata::{self, Image, SharedImage};
 use super::ops;
 use crate::config::BrokerConfig;
@@ -40,6 +41,8 @@ pub enum ShardRequest {
     Listen(u16),
     /// For the controller (shard 0): a producer id that was never given out before.
     AllocateProducerId,
+    /// For the shard that coordinates the group.
+    Group(Box<group::GroupCall>),
 }
 
 pub enum ShardReply {
@@ -48,6 +51,7 @@ pub enum ShardReply {
     ListOffsets(Vec<ops::ListOffsetsResult>),
     Control(ops::ControlReply),
     ProducerId(Result<i64, String>),
+    Group(group::GroupAnswer),
     Done,
     Failed(String),
 }
@@ -70,6 +74,8 @@ pub struct Shard {
     pub control_lock: runtime::LocalLock,
     /// Producer ids (used on shard 0 only).
     pub producer_ids: metadata::ProducerIds,
+    /// The consumer groups this shard coordinates.
+    pub coordinator: group::Coordinator,
 }
 
 impl Shard {
@@ -90,6 +96,7 @@ impl Shard {
             connections: Cell::new(0),
             control_lock: runtime::LocalLock::new(1),
             producer_ids: metadata::ProducerIds::default(),
+            coordinator: group::Coordinator::default(),
         })
     }
 
@@ -166,6 +173,9 @@ impl Shard {
                 let _permit = self.control_lock.acquire_permit(1).await;
                 ShardReply::ProducerId(self.producer_ids.allocate(self.config.data_dir()))
             }),
+            ShardRequest::Group(call) => {
+                Box::pin(async move { ShardReply::Group(group::serve(&self, *call).await) })
+            }
             ShardRequest::Listen(port) => {
                 if let Some(tx) = self.listen_tx.borrow_mut().take() {
                     let _ = tx.send(port);
@@ -214,7 +224,10 @@ impl Shard {
                         let log =
                             PartitionLog::open(dir, topic.config.clone(), 0, self.storage.clone())
                                 .await?;
-                        self.logs.borrow_mut().insert(key, log);
+                        self.logs.borrow_mut().insert(key, log.clone());
+                        if name == group::OFFSETS_TOPIC {
+                            group::start_load(self, partition, log);
+                        }
                     }
                 }
             }

@@ -194,3 +194,23 @@ pub fn assigned_consumer(
     consumer.assign(&assignment).expect("assign");
     consumer
 }
+
+/// The path of an example binary (a helper process for a test), built first if needed.
+pub fn example(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().expect("test exe");
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let path = path.join("examples").join(name);
+    if !path.exists() {
+        // `cargo test` builds examples; a run of one test file alone may not have.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cannot build example {name}");
+    }
+    path
+}

@@ -104,6 +104,7 @@ pub(super) async fn metadata(
             }
             Some(t) => {
                 topic.name = Some(TopicName(str_bytes(&name)));
+                topic.is_internal = name == crate::broker::group::OFFSETS_TOPIC;
                 if version >= 10 {
                     topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
                 }

@@ -6,6 +6,7 @@ mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod group;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -66,6 +67,7 @@ pub(super) fn str_bytes(s: &str) -> StrBytes {
 /// Starts serving one request; the returned task resolves to its response.
 pub async fn start(
     shard: &Rc<Shard>,
+    client_host: &Rc<str>,
     header: RequestHeader,
     mut frame: BytesMut,
 ) -> Result<runtime::Task<Response>, String> {
@@ -173,6 +175,23 @@ pub async fn start(
                 &header,
                 &cluster::describe_cluster(&shard, header.api_version),
             ))
+        }
+        ApiKey::FindCoordinator
+        | ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::ListGroups
+        | ApiKey::DescribeGroups
+        | ApiKey::DeleteGroups
+        | ApiKey::OffsetDelete => {
+            let request = group::decode_request(key, body, &header)?;
+            let client_host = client_host.to_string();
+            runtime::spawn_task(
+                async move { group::serve(&shard, request, &header, client_host).await },
+            )
         }
         other => return Err(format!("API {other:?} is not supported by this broker")),
     })

@@ -63,6 +63,16 @@ pub(super) async fn produce_start(
                 ));
                 continue;
             }
+            if name == crate::broker::group::OFFSETS_TOPIC {
+                // Only the group coordinator writes there; Kafka refuses clients the same way.
+                immediate.push(ops::ProduceResult::error(
+                    &name,
+                    partition.partition,
+                    code::INVALID_TOPIC_EXCEPTION,
+                    Some("cannot append to an internal topic".into()),
+                ));
+                continue;
+            }
             by_shard
                 .entry(shard.owner(&name, partition.partition))
                 .or_default()
