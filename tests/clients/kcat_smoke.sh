@@ -115,4 +115,21 @@ for codec in none gzip snappy lz4 zstd; do
   pass "offset queries on $topic"
 done
 
+# A balanced consumer (-G): it joins a group, and a second run resumes where the first one's
+# commits left off.
+group="kcat-group-$$"
+group_topic="kcat-grouped-$$"
+seq 1 50 | kc -P -t "$group_topic" || fail "producing to $group_topic"
+kc -G "$group" -X auto.offset.reset=earliest -e -q -f '%s\n' "$group_topic" >"$WORK/group.1" \
+  || fail "balanced consume of $group_topic"
+seq 1 50 >"$WORK/group.1.want"
+same "first balanced consume" "$WORK/group.1.want" "$WORK/group.1"
+pass "balanced consumer in group $group reads all 50 messages"
+seq 51 60 | kc -P -t "$group_topic" || fail "producing to $group_topic"
+kc -G "$group" -X auto.offset.reset=earliest -e -q -f '%s\n' "$group_topic" >"$WORK/group.2" \
+  || fail "second balanced consume of $group_topic"
+seq 51 60 >"$WORK/group.2.want"
+same "resumed balanced consume" "$WORK/group.2.want" "$WORK/group.2"
+pass "a second run in group $group resumes at the committed offset"
+
 echo "kcat: $passed passed, 0 failed"
