@@ -468,6 +468,8 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     pub topic_defaults: TopicConfig,
     pub log_retention_check_interval_ms: u64,
+    /// How long the cleaner of a shard sleeps between passes over its compacted logs.
+    pub log_cleaner_backoff_ms: u64,
     /// Same value as `topic_defaults.max_message_bytes`.
     pub message_max_bytes: u32,
     pub socket_request_max_bytes: u32,
@@ -517,6 +519,7 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             delete_topic_enable: true,
             log_retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
             message_max_bytes: topic_defaults.max_message_bytes,
             topic_defaults,
             socket_request_max_bytes: 104_857_600,
@@ -755,6 +758,9 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
 
     if let Some(value) = settings.integer("log.retention.check.interval.ms", 1, i64::MAX.into())? {
         config.log_retention_check_interval_ms = value;
+    }
+    if let Some(value) = settings.integer("log.cleaner.backoff.ms", 1, i64::MAX.into())? {
+        config.log_cleaner_backoff_ms = value;
     }
     if let Some(value) = settings.integer("socket.request.max.bytes", 1, i32::MAX.into())? {
         config.socket_request_max_bytes = value;

@@ -121,6 +121,7 @@ async fn run_shard(
     };
     runtime::spawn(shard.clone().run_housekeeping());
     runtime::spawn(group::run_ticks(shard.clone()));
+    runtime::spawn(shard.clone().run_cleaner());
     {
         let shard = shard.clone();
         runtime::spawn(async move {

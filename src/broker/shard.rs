@@ -292,6 +292,50 @@ impl Shard {
         }
     }
 
+    /// Compaction: a pass over each compacted log this shard owns, every `log.cleaner.backoff.ms`.
+    /// Passes yield between batches, so produce and fetch on this shard go on meanwhile.
+    pub async fn run_cleaner(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
+        loop {
+            if runtime::timeout(interval, self.shutdown_signal())
+                .await
+                .is_some()
+            {
+                return;
+            }
+            let logs: Vec<Rc<PartitionLog>> = self
+                .logs
+                .borrow()
+                .values()
+                .filter(|log| log.config().cleanup_policy.compact)
+                .cloned()
+                .collect();
+            for log in logs {
+                if self.shutting_down.get() {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                match log.clean(ops::now_ms()).await {
+                    Ok(Some(stats)) => tracing::info!(
+                        log = %log.dir().display(),
+                        segments_in = stats.segments_in,
+                        segments_out = stats.segments_out,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        records_removed = stats.records_removed,
+                        tombstones_removed = stats.tombstones_removed,
+                        ms = started.elapsed().as_millis() as u64,
+                        "compacted"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(log = %log.dir().display(), error = %e, "compaction failed")
+                    }
+                }
+            }
+        }
+    }
+
     /// Flushes, syncs and closes every log this shard owns.
     pub async fn close_logs(&self) {
         let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();

@@ -279,6 +279,11 @@ struct LogState {
     sync_waiters: Vec<(Offset, oneshot::Sender<Result<(), String>>)>,
     failed: Option<String>,
     producers: ProducerStates,
+    /// Compaction has cleaned everything below this offset.
+    cleaned_through: Offset,
+    /// When the first tombstone kept by compaction may go (`None`: none kept). Unknown after
+    /// a restart, so the first pass is due at once.
+    tombstones_due_ms: Option<i64>,
 }
 
 impl LogState {
@@ -309,6 +314,8 @@ pub struct PartitionLog {
     queued: Cell<bool>,
     flushing: Cell<bool>,
     flush_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// A compaction pass is running (retention waits for it).
+    cleaning: Cell<bool>,
 }
 
 impl PartitionLog {
@@ -322,6 +329,9 @@ impl PartitionLog {
         let started = Instant::now();
         std::fs::create_dir_all(&dir)?;
         file::probe_device(&dir).await?;
+        cleaner::recover_interrupted(&dir)?;
+        // A compacted log has gaps between and inside segments by design.
+        let gaps_allowed = dir.join(cleaner::COMPACTED_MARKER).exists();
         let mut bases: Vec<Offset> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
@@ -349,7 +359,7 @@ impl PartitionLog {
             let continues = segments
                 .back()
                 .is_none_or(|prev: &Segment| prev.last_offset + 1 == base);
-            if !continues {
+            if !continues && !gaps_allowed {
                 // A gap after a truncated segment: what follows cannot be trusted to continue
                 // the log, so the log ends here (as Kafka's recovery does).
                 for &later in &bases[i..] {
@@ -369,16 +379,32 @@ impl PartitionLog {
                 }
                 break;
             }
-            let (mut segment, truncated) =
-                recover_segment(&dir, base, is_last, clean, &config, &mut producers).await?;
+            let (mut segment, truncated) = recover_segment(
+                &dir,
+                base,
+                is_last,
+                clean,
+                gaps_allowed,
+                &config,
+                &mut producers,
+            )
+            .await?;
             if truncated > 0 && !is_last {
                 // A sealed segment with a bad tail (or block padding left by a crash before it
                 // was trimmed): its index files may point past the new end, so rebuild them.
                 let _ = std::fs::remove_file(segment.index_path());
                 let _ = std::fs::remove_file(segment.time_index_path());
                 drop(segment);
-                let (rebuilt, _) =
-                    recover_segment(&dir, base, is_last, clean, &config, &mut producers).await?;
+                let (rebuilt, _) = recover_segment(
+                    &dir,
+                    base,
+                    is_last,
+                    clean,
+                    gaps_allowed,
+                    &config,
+                    &mut producers,
+                )
+                .await?;
                 segment = rebuilt;
             }
             truncated_bytes += truncated;
@@ -390,6 +416,11 @@ impl PartitionLog {
         let log_start_offset = segments.front().expect("non-empty").base_offset;
         let log_end_offset = segments.back().expect("non-empty").last_offset + 1;
         producers.truncate(log_end_offset);
+        let cleaned_through = file::read_whole(&dir.join(cleaner::CHECKPOINT))
+            .await?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(log_start_offset, i64::from_be_bytes)
+            .clamp(log_start_offset, log_end_offset);
         if truncated_bytes > 0 {
             tracing::warn!(log = %dir.display(), truncated_bytes, "truncated a torn tail");
         }
@@ -420,11 +451,14 @@ impl PartitionLog {
                 sync_waiters: Vec::new(),
                 failed: None,
                 producers,
+                cleaned_through,
+                tombstones_due_ms: Some(0),
             }),
             storage,
             queued: Cell::new(false),
             flushing: Cell::new(false),
             flush_waiters: RefCell::new(Vec::new()),
+            cleaning: Cell::new(false),
         }))
     }
 
@@ -896,7 +930,10 @@ impl PartitionLog {
                 .partition_point(|s| s.base_offset <= offset)
                 .saturating_sub(1);
             let mut index = index;
-            while index + 1 < state.segments.len() && state.segments[index].last_offset < offset {
+            // Past segments that end before `offset` (or hold nothing: compaction can empty one).
+            while index + 1 < state.segments.len()
+                && state.segments[index].last_offset < offset.max(state.segments[index].base_offset)
+            {
                 index += 1;
             }
             let segment = &state.segments[index];
@@ -1045,8 +1082,14 @@ impl PartitionLog {
     /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`, oldest first;
     /// never the active one. Returns how many were deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        if self.cleaning.get() {
+            return Ok(0);
+        }
         let doomed: Vec<Segment> = {
             let mut state = self.state.borrow_mut();
+            if !state.config.cleanup_policy.delete {
+                return Ok(0);
+            }
             let retention_ms = state.config.retention_ms;
             let retention_bytes = state.config.retention_bytes;
             let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
@@ -1141,6 +1184,7 @@ async fn recover_segment(
     base: Offset,
     is_last: bool,
     clean_shutdown: bool,
+    gaps_allowed: bool,
     config: &TopicConfig,
     producers: &mut ProducerStates,
 ) -> Result<(Segment, u64), LogError> {
@@ -1197,7 +1241,12 @@ async fn recover_segment(
                 Ok(header) => {
                     let at = carry_start + cursor as u64;
                     let expected_base = segment.last_offset + 1;
-                    if header.base_offset != expected_base {
+                    let in_order = if gaps_allowed {
+                        header.base_offset >= expected_base
+                    } else {
+                        header.base_offset == expected_base
+                    };
+                    if !in_order {
                         break 'scan;
                     }
                     if is_last {
@@ -1247,6 +1296,10 @@ async fn recover_segment(
     segment.file = Some(file);
     Ok((segment, truncated))
 }
+
+#[path = "cleaner.rs"]
+mod cleaner;
+pub use cleaner::{CleanStats, StopAt};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

@@ -399,3 +399,237 @@ fn a_clean_close_is_marked_and_the_marker_is_gone_once_the_log_is_open() {
         assert_eq!(read_all(&log).await, (0..300).collect::<Vec<_>>());
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compaction
+
+use kafka_protocol::records::{
+    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+
+type KeyedRecord = (String, Option<String>);
+
+fn keyed_batch(records: &[KeyedRecord], timestamp: i64, compression: Compression) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp,
+            key: Some(Bytes::from(key.clone())),
+            value: value.clone().map(Bytes::from),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
+
+fn compacted(delete_retention_ms: i64) -> TopicConfig {
+    TopicConfig {
+        segment_bytes: 4096,
+        cleanup_policy: crate::config::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        min_cleanable_dirty_ratio: 0.01,
+        delete_retention_ms,
+        ..TopicConfig::default()
+    }
+}
+
+/// 120 batches of 5 updates over 12 keys; key-3 is deleted at the end and key-7 is deleted
+/// then written again. Returns the latest value per key (`None`: deleted).
+async fn write_updates(
+    log: &Rc<PartitionLog>,
+    compression: Compression,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut latest = std::collections::BTreeMap::new();
+    let mut n = 0;
+    for b in 0..120 {
+        let mut records: Vec<KeyedRecord> = (0..5)
+            .map(|_| {
+                n += 1;
+                (format!("key-{}", n % 12), Some(format!("value-{n}")))
+            })
+            .collect();
+        if b == 60 {
+            records.push(("key-7".into(), None));
+        }
+        if b == 119 {
+            records.push(("key-3".into(), None));
+        }
+        for (k, v) in &records {
+            latest.insert(k.clone(), v.clone());
+        }
+        let bytes = keyed_batch(&records, 1_000 + b, compression);
+        let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+        log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap();
+    }
+    seal_active(log).await;
+    latest
+}
+
+/// Rolls the active segment so that everything before it is cleanable.
+async fn seal_active(log: &Rc<PartitionLog>) {
+    let mut config = log.config();
+    config.segment_ms = 0;
+    log.set_config(config.clone());
+    log.roll_if_old();
+    config.segment_ms = i64::MAX;
+    log.set_config(config);
+    log.flush(true).await.unwrap();
+}
+
+/// Every record from the start: (offset, key, value).
+async fn read_records(log: &PartitionLog) -> Vec<(Offset, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let read = log.read(next, 1 << 20, None).await.unwrap();
+        if read.chunks.is_empty() {
+            break;
+        }
+        for chunk in &read.chunks {
+            let mut data = Bytes::copy_from_slice(chunk.as_ref());
+            while !data.is_empty() {
+                let header = batch::parse_checked(&data).unwrap();
+                let mut one = data.split_to(header.size);
+                for r in RecordBatchDecoder::decode(&mut one).unwrap().records {
+                    if r.offset >= next {
+                        let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                        let value = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+                        out.push((r.offset, key, value));
+                    }
+                }
+                next = header.last_offset() + 1;
+            }
+        }
+    }
+    out
+}
+
+fn check_compacted(
+    records: &[(Offset, String, Option<String>)],
+    latest: &std::collections::BTreeMap<String, Option<String>>,
+    tombstones_gone: bool,
+) {
+    assert!(
+        records.windows(2).all(|w| w[0].0 < w[1].0),
+        "offsets ascend"
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for (_, key, value) in records {
+        assert!(
+            seen.insert(key.clone(), value.clone()).is_none(),
+            "{key} twice"
+        );
+    }
+    for (key, value) in latest {
+        match (value, tombstones_gone) {
+            (None, true) => assert!(!seen.contains_key(key), "{key} deleted"),
+            _ => assert_eq!(seen.get(key), Some(value), "{key}"),
+        }
+    }
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key_and_drops_expired_tombstones() {
+    for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        run(move || async move {
+            let log = open(&path, compacted(1_000), 1 << 20).await;
+            let latest = write_updates(&log, compression).await;
+            let end = log.log_end_offset();
+            let before = read_records(&log).await.len();
+            // Tombstones written at t≈1120 are kept at t=1500 (retention 1 s)...
+            let stats = log.clean(1_500).await.unwrap().expect("a pass");
+            assert!(stats.records_removed > 0 && stats.bytes_out < stats.bytes_in);
+            assert_eq!(stats.tombstones_removed, 0);
+            let records = read_records(&log).await;
+            assert!(records.len() < before);
+            check_compacted(&records, &latest, false);
+            // ...and removed by a later pass once they are older than that.
+            log.state.borrow_mut().cleaned_through = 0;
+            let stats = log.clean(10_000).await.unwrap().expect("a second pass");
+            assert_eq!(
+                stats.tombstones_removed, 1,
+                "key-7's tombstone was superseded"
+            );
+            check_compacted(&read_records(&log).await, &latest, true);
+            assert_eq!(log.log_end_offset(), end, "offsets never change");
+            // New appends continue after the old end.
+            let bytes = keyed_batch(&[("key-1".into(), Some("new".into()))], 20_000, compression);
+            let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+            let info = log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap();
+            assert_eq!(info.base_offset, end);
+            log.close().await.unwrap();
+            drop(log);
+            // After a restart the compacted log reads the same, gaps and all.
+            let log = open(&path, compacted(1_000), 1 << 20).await;
+            assert_eq!(log.log_end_offset(), end + 1);
+            let mut expected = latest.clone();
+            expected.insert("key-1".into(), Some("new".into()));
+            let records = read_records(&log).await;
+            let last = records.last().unwrap();
+            assert_eq!((last.0, last.1.as_str()), (end, "key-1"));
+            assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
+        });
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_the_swap_leaves_a_readable_log_with_every_latest_value() {
+    for stop in [
+        StopAt::CleanedWritten,
+        StopAt::SwapRenamed,
+        StopAt::OldRemoved,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let p = path.clone();
+        let latest = run(move || async move {
+            let log = open(&p, compacted(i64::MAX / 2), 1 << 20).await;
+            let latest = write_updates(&log, Compression::None).await;
+            assert!(log.clean_until(1_500, stop).await.unwrap().is_none());
+            // The process dies here: no close, no index writes.
+            latest
+        });
+        run(move || async move {
+            let log = open(&path, compacted(i64::MAX / 2), 1 << 20).await;
+            let leftovers = std::fs::read_dir(&path)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+                .count();
+            assert_eq!(leftovers, 0, "{stop:?}");
+            let records = read_records(&log).await;
+            assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "{stop:?}");
+            let mut last_seen = std::collections::BTreeMap::new();
+            for (_, key, value) in &records {
+                last_seen.insert(key.clone(), value.clone());
+            }
+            assert_eq!(last_seen, latest, "{stop:?}: the latest value of every key");
+            // And the next pass completes the job (the reopened log's last segment is active
+            // again: seal it first).
+            seal_active(&log).await;
+            log.clean(1_500).await.unwrap();
+            check_compacted(&read_records(&log).await, &latest, false);
+        });
+    }
+}

@@ -1,0 +1,518 @@
+//! Log compaction (`cleanup.policy=compact`): keep the latest record per key.
+//!
+//! A pass over one log:
+//! 1. The cleanable range is the sealed, fully written segments up to the first one holding a
+//!    record younger than `min.compaction.lag.ms`. It is cleaned only if its dirty part (the
+//!    bytes past the last pass's checkpoint) is at least `min.cleanable.dirty.ratio` of it.
+//! 2. A map of key → offset of its latest record is built over that range.
+//! 3. Consecutive segments are grouped up to `segment.bytes` and each group is rewritten into one
+//!    new segment with the records the map points at; tombstones older than
+//!    `delete.retention.ms` and records without a key go too. Offsets never change (gaps are
+//!    allowed). A batch that keeps every record is copied byte for byte; one that loses some is
+//!    re-encoded with its own codec.
+//! 4. The swap is crash-safe: the new segment is written and synced as `{base}.cleaned`, then
+//!    renamed to `{base}-{end}.swap` (the commit point), the old files are removed, and the swap
+//!    file is renamed to `{base}.log`. Recovery deletes `.cleaned` files and completes `.swap`
+//!    ones, so a kill at any point leaves either the old segments or the new one.
+//!
+//! The cleaner runs on the shard that owns the log and yields between batches, so produce and
+//! fetch on that shard keep being served.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+
+use super::{LogError, PartitionLog, Segment};
+use crate::protocol::batch::{self, BatchHeader};
+use crate::runtime::{self, DmaFile};
+use crate::storage::file::{self, align_down};
+use crate::storage::Offset;
+
+/// Present in a log directory once a cleaned segment was swapped in: gaps between and inside
+/// segments are then expected, not a sign of a torn log.
+pub const COMPACTED_MARKER: &str = "compacted";
+/// The offset the last pass cleaned up to (8 bytes, big-endian).
+pub const CHECKPOINT: &str = "cleaner-checkpoint";
+const READ_CHUNK_BYTES: usize = 1 << 20;
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CleanStats {
+    pub segments_in: usize,
+    pub segments_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    /// When the earliest tombstone kept by this pass expires.
+    pub tombstones_due_ms: Option<i64>,
+}
+
+/// Where a pass stops, as if the process had been killed there (tests of the swap).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAt {
+    Never,
+    CleanedWritten,
+    SwapRenamed,
+    OldRemoved,
+}
+
+struct Source {
+    base: Offset,
+    last: Offset,
+    size: u64,
+    file: Rc<DmaFile>,
+}
+
+pub fn swap_name(base: Offset, end: Offset) -> String {
+    format!("{base:020}-{end:020}.swap")
+}
+
+pub fn parse_swap_name(name: &str) -> Option<(Offset, Offset)> {
+    let stem = name.strip_suffix(".swap")?;
+    let (base, end) = stem.split_once('-')?;
+    Some((base.parse().ok()?, end.parse().ok()?))
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Finishes or undoes a pass that a crash interrupted. Runs before the segments are listed.
+pub fn recover_interrupted(dir: &Path) -> std::io::Result<()> {
+    let mut swaps = Vec::new();
+    let mut changed = false;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cleaned") {
+            std::fs::remove_file(dir.join(&name))?;
+            changed = true;
+        } else if let Some(range) = parse_swap_name(&name) {
+            swaps.push((name, range));
+        }
+    }
+    for (name, (base, end)) in swaps {
+        for entry in std::fs::read_dir(dir)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            let Some((stem, extension)) = file.split_once('.') else {
+                continue;
+            };
+            let Ok(segment) = stem.parse::<Offset>() else {
+                continue;
+            };
+            if (base..end).contains(&segment)
+                && matches!(extension, "log" | "index" | "timeindex")
+                && !(segment == base && extension == "log")
+            {
+                std::fs::remove_file(dir.join(&file))?;
+            }
+        }
+        std::fs::rename(dir.join(&name), dir.join(format!("{base:020}.log")))?;
+        tracing::info!(dir = %dir.display(), base, end, "completed an interrupted compaction swap");
+        changed = true;
+    }
+    if changed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Reads a segment file batch by batch.
+struct BatchReader {
+    file: Rc<DmaFile>,
+    size: u64,
+    position: u64,
+    carry: BytesMut,
+}
+
+impl BatchReader {
+    fn new(file: Rc<DmaFile>, size: u64) -> Self {
+        BatchReader {
+            file,
+            size,
+            position: 0,
+            carry: BytesMut::new(),
+        }
+    }
+
+    /// The next whole batches; `None` at the end of the file.
+    async fn next(&mut self) -> Result<Option<Vec<(BatchHeader, Bytes)>>, LogError> {
+        loop {
+            let mut out = Vec::new();
+            while self.carry.len() >= batch::HEADER_BYTES {
+                let header = batch::parse_header(&self.carry)
+                    .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
+                if header.size > self.carry.len() {
+                    break;
+                }
+                out.push((header, self.carry.split_to(header.size).freeze()));
+            }
+            if !out.is_empty() {
+                return Ok(Some(out));
+            }
+            if self.position >= self.size {
+                return Ok(None);
+            }
+            let length = ((self.size - self.position) as usize).min(READ_CHUNK_BYTES);
+            let data = self
+                .file
+                .read_at(self.position, length)
+                .await
+                .map_err(std::io::Error::from)?;
+            if data.is_empty() {
+                return Ok(None);
+            }
+            self.position += data.len() as u64;
+            self.carry.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Writes a new segment with direct I/O in aligned chunks.
+struct SegmentWriter {
+    file: Rc<DmaFile>,
+    written: u64,
+    buffer: Vec<u8>,
+}
+
+impl SegmentWriter {
+    async fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= WRITE_CHUNK_BYTES {
+            let aligned = align_down(self.buffer.len() as u64) as usize;
+            file::write_padded(&self.file, self.written, &[&self.buffer[..aligned]]).await?;
+            self.written += aligned as u64;
+            self.buffer.drain(..aligned);
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> std::io::Result<Rc<DmaFile>> {
+        let end = self.written + self.buffer.len() as u64;
+        file::write_padded(&self.file, self.written, &[&self.buffer]).await?;
+        self.file.truncate(end).await?;
+        self.file.fdatasync().await?;
+        Ok(self.file)
+    }
+}
+
+fn codec(header: &BatchHeader) -> Compression {
+    match header.compression() {
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+type KeyMap = HashMap<Bytes, Offset, ahash::RandomState>;
+
+impl PartitionLog {
+    /// One compaction pass, if the log is due one. Returns what it did.
+    pub async fn clean(self: &Rc<Self>, now_ms: i64) -> Result<Option<CleanStats>, LogError> {
+        self.clean_until(now_ms, StopAt::Never).await
+    }
+
+    #[doc(hidden)]
+    pub async fn clean_until(
+        self: &Rc<Self>,
+        now_ms: i64,
+        stop: StopAt,
+    ) -> Result<Option<CleanStats>, LogError> {
+        if self.cleaning.replace(true) {
+            return Ok(None);
+        }
+        let result = self.clean_pass(now_ms, stop).await;
+        self.cleaning.set(false);
+        result
+    }
+
+    async fn clean_pass(
+        self: &Rc<Self>,
+        now_ms: i64,
+        stop: StopAt,
+    ) -> Result<Option<CleanStats>, LogError> {
+        let (config, sources, cleaned_through, tombstones_due) = {
+            let state = self.state.borrow();
+            if !state.config.cleanup_policy.compact || state.failed.is_some() {
+                return Ok(None);
+            }
+            let lag_limit = now_ms.saturating_sub(state.config.min_compaction_lag_ms);
+            let mut sources = Vec::new();
+            for s in state.segments.iter().take(state.segments.len() - 1) {
+                let Some(file) = s.file.clone() else { break };
+                if !s.finalized || s.max_timestamp > lag_limit {
+                    break;
+                }
+                sources.push(Source {
+                    base: s.base_offset,
+                    last: s.last_offset,
+                    size: s.size,
+                    file,
+                });
+            }
+            let tombstones_due = state.tombstones_due_ms.is_some_and(|t| t <= now_ms);
+            (
+                state.config.clone(),
+                sources,
+                state.cleaned_through,
+                tombstones_due,
+            )
+        };
+        let total: u64 = sources.iter().map(|s| s.size).sum();
+        let dirty: u64 = sources
+            .iter()
+            .filter(|s| s.last >= cleaned_through)
+            .map(|s| s.size)
+            .sum();
+        let dirty_enough =
+            dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
+        if total == 0 || !(dirty_enough || tombstones_due) {
+            return Ok(None);
+        }
+        // The latest offset of every key in the cleanable range.
+        let mut latest = KeyMap::default();
+        for source in &sources {
+            let mut reader = BatchReader::new(source.file.clone(), source.size);
+            while let Some(batches) = reader.next().await? {
+                for (header, mut bytes) in batches {
+                    if header.is_control() {
+                        continue;
+                    }
+                    let set = RecordBatchDecoder::decode(&mut bytes)
+                        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
+                    for record in set.records {
+                        if let Some(key) = record.key {
+                            latest.insert(Bytes::copy_from_slice(&key), record.offset);
+                        }
+                    }
+                }
+                runtime::yield_now().await;
+            }
+        }
+        let mut stats = CleanStats::default();
+        let mut group: Vec<&Source> = Vec::new();
+        let mut group_bytes = 0;
+        let mut groups: Vec<Vec<&Source>> = Vec::new();
+        for source in &sources {
+            if !group.is_empty() && group_bytes + source.size > config.segment_bytes {
+                groups.push(std::mem::take(&mut group));
+                group_bytes = 0;
+            }
+            group_bytes += source.size;
+            group.push(source);
+        }
+        groups.push(group);
+        let through = sources.last().map_or(cleaned_through, |s| s.last + 1);
+        for group in groups {
+            let done = self
+                .rewrite_group(&group, &latest, now_ms, &config, stop, &mut stats)
+                .await?;
+            if !done {
+                return Ok(None);
+            }
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            state.cleaned_through = through;
+            state.tombstones_due_ms = stats.tombstones_due_ms;
+        }
+        file::write_whole(&self.dir.join(CHECKPOINT), &through.to_be_bytes()).await?;
+        Ok(Some(stats))
+    }
+
+    /// Rewrites one group of segments into one and swaps it in. `false`: stopped (test hook)
+    /// or the segments changed underneath.
+    async fn rewrite_group(
+        self: &Rc<Self>,
+        group: &[&Source],
+        latest: &KeyMap,
+        now_ms: i64,
+        config: &crate::config::TopicConfig,
+        stop: StopAt,
+        stats: &mut CleanStats,
+    ) -> Result<bool, LogError> {
+        let base = group[0].base;
+        let end = group.last().expect("non-empty group").last + 1;
+        let cleaned_path = self.dir.join(format!("{base:020}.cleaned"));
+        let mut writer = SegmentWriter {
+            file: file::create(&cleaned_path).await?,
+            written: 0,
+            buffer: Vec::new(),
+        };
+        let mut segment = Segment::new(&self.dir, base);
+        let interval = u64::from(config.index_interval_bytes);
+        for source in group {
+            stats.segments_in += 1;
+            stats.bytes_in += source.size;
+            let mut reader = BatchReader::new(source.file.clone(), source.size);
+            while let Some(batches) = reader.next().await? {
+                for (header, bytes) in batches {
+                    let Some((header, bytes)) = retain(
+                        header,
+                        bytes,
+                        latest,
+                        now_ms,
+                        config.delete_retention_ms,
+                        stats,
+                    )?
+                    else {
+                        continue;
+                    };
+                    segment.note_batch(&header, segment.size, interval);
+                    segment.size += bytes.len() as u64;
+                    writer.push(&bytes).await?;
+                }
+                runtime::yield_now().await;
+            }
+        }
+        let new_file = writer.finish().await?;
+        segment.written = segment.size;
+        segment.sealed = true;
+        segment.finalized = true;
+        segment.file = Some(new_file);
+        stats.segments_out += 1;
+        stats.bytes_out += segment.size;
+        if stop == StopAt::CleanedWritten {
+            return Ok(false);
+        }
+        // The commit point. Nothing awaits from the check to the in-memory swap.
+        let unchanged = {
+            let state = self.state.borrow();
+            group.iter().all(|source| {
+                state
+                    .segments
+                    .iter()
+                    .any(|s| s.base_offset == source.base && s.finalized && s.size == source.size)
+            })
+        };
+        if !unchanged {
+            std::fs::remove_file(&cleaned_path)?;
+            return Ok(false);
+        }
+        let marker = self.dir.join(COMPACTED_MARKER);
+        if !marker.exists() {
+            std::fs::write(&marker, b"")?;
+            std::fs::File::open(&marker)?.sync_all()?;
+        }
+        let swap_path = self.dir.join(swap_name(base, end));
+        std::fs::rename(&cleaned_path, &swap_path)?;
+        sync_dir(&self.dir)?;
+        let (index, time_index) = (segment.index.encode(), segment.time_index.encode());
+        let (index_path, time_index_path) = (segment.index_path(), segment.time_index_path());
+        let old: Vec<Segment> = {
+            let mut state = self.state.borrow_mut();
+            let first = state
+                .segments
+                .iter()
+                .position(|s| s.base_offset == base)
+                .expect("checked above");
+            let old: Vec<Segment> = state.segments.drain(first..first + group.len()).collect();
+            state.segments.insert(first, segment);
+            // Cached copies of the old batches would serve removed records.
+            while state.cache.front().is_some_and(|b| b.base_offset < end) {
+                state.cache.pop_front();
+            }
+            old
+        };
+        if stop == StopAt::SwapRenamed {
+            return Ok(false);
+        }
+        for s in &old {
+            for path in [s.index_path(), s.time_index_path()] {
+                remove_if_present(&path)?;
+            }
+            if s.base_offset != base {
+                remove_if_present(&s.path)?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        if stop == StopAt::OldRemoved {
+            return Ok(false);
+        }
+        std::fs::rename(&swap_path, self.dir.join(format!("{base:020}.log")))?;
+        sync_dir(&self.dir)?;
+        file::write_whole(&index_path, &index).await?;
+        file::write_whole(&time_index_path, &time_index).await?;
+        tracing::debug!(log = %self.dir.display(), base, end, "swapped in a compacted segment");
+        Ok(true)
+    }
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What of one batch survives compaction: the whole batch (as stored), a re-encoded batch of
+/// the records that remain, or nothing.
+fn retain(
+    header: BatchHeader,
+    bytes: Bytes,
+    latest: &KeyMap,
+    now_ms: i64,
+    delete_retention_ms: i64,
+    stats: &mut CleanStats,
+) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
+    if header.is_control() {
+        return Ok(Some((header, bytes)));
+    }
+    let set = RecordBatchDecoder::decode(&mut bytes.clone())
+        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
+    let total = set.records.len();
+    let kept: Vec<_> = set
+        .records
+        .into_iter()
+        .filter(|record| {
+            let Some(key) = &record.key else {
+                return false;
+            };
+            if latest.get(key) != Some(&record.offset) {
+                return false;
+            }
+            let expired_tombstone = record.value.is_none()
+                && record.timestamp.saturating_add(delete_retention_ms) <= now_ms;
+            if expired_tombstone {
+                stats.tombstones_removed += 1;
+            } else if record.value.is_none() {
+                let due = record.timestamp.saturating_add(delete_retention_ms);
+                stats.tombstones_due_ms = Some(stats.tombstones_due_ms.map_or(due, |t| t.min(due)));
+            }
+            !expired_tombstone
+        })
+        .collect();
+    stats.records_removed += (total - kept.len()) as u64;
+    if kept.len() == total {
+        return Ok(Some((header, bytes)));
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec(&header),
+    };
+    RecordBatchEncoder::encode(&mut out, &kept, &options)
+        .map_err(|e| LogError::Corrupt(format!("cannot re-encode a compacted batch: {e}")))?;
+    let headers = batch::validate_record_set(&out, usize::MAX)
+        .map_err(|e| LogError::Corrupt(format!("re-encoded batch is invalid: {e}")))?;
+    let [mut new_header] = headers[..] else {
+        return Err(LogError::Corrupt(
+            "a compacted batch re-encoded into several batches".into(),
+        ));
+    };
+    // Stored batches carry the leader epoch they were written in.
+    batch::assign_offset(&mut out, new_header.base_offset, header.leader_epoch);
+    new_header.leader_epoch = header.leader_epoch;
+    Ok(Some((new_header, out.freeze())))
+}
