@@ -34,35 +34,8 @@ echo "== building the broker (release)" >&2
 cargo build --release --bin shardlog
 BROKER_BIN=$ROOT/target/release/shardlog
 
-BROKER_PID=
-running() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-cleanup() {
-  local status=$?
-  if [ -n "$BROKER_PID" ] && running "$BROKER_PID"; then
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      running "$BROKER_PID" || break
-      sleep 0.1
-    done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-  fi
-  if [ "$status" -ne 0 ]; then
-    if [ -s "$WORK/broker.stderr" ]; then
-      echo "---- broker stderr (last 30 lines) ----" >&2
-      grep -v "log opened" "$WORK/broker.stderr" | tail -n 30 >&2
-    fi
-    # Keeps the logs of a failed run, drops the data.
-    rm -rf "$WORK/data"
-    echo "logs of the failed run are in ${WORK#"$ROOT"/}" >&2
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$status"
-}
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
 trap cleanup EXIT
 
 BROKER_CMD=("$BROKER_BIN" broker
@@ -72,18 +45,7 @@ BROKER_CMD=("$BROKER_BIN" broker
   --override "num.partitions=$PARTITIONS"
   --override metrics.listener=none)
 
-echo "== starting the broker" >&2
-NO_COLOR=1 "${BROKER_CMD[@]}" >"$WORK/broker.stdout" 2>"$WORK/broker.stderr" </dev/null &
-BROKER_PID=$!
-BOOTSTRAP=
-for _ in $(seq 1 300); do
-  BOOTSTRAP=$(sed -n 's/^shardlog broker listening on //p' "$WORK/broker.stdout" | head -n 1)
-  [ -n "$BOOTSTRAP" ] && break
-  running "$BROKER_PID" || { echo "the broker exited before it was ready" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$BOOTSTRAP" ] || { echo "the broker did not get ready within 30 s" >&2; exit 1; }
-echo "broker listening on $BOOTSTRAP" >&2
+start_broker
 
 # One topic per run, auto-created with $PARTITIONS partitions on first metadata request.
 # Sets PRODUCE to the rdkafka_performance command line for one run.
@@ -153,14 +115,8 @@ CONSUME_MB=$(column "$WORK/consume.log" 6)
 CONSUME_MS=$(column "$WORK/consume.log" 1)
 
 echo "== stopping the broker" >&2
-kill -TERM "$BROKER_PID"
-for _ in $(seq 1 100); do
-  running "$BROKER_PID" || break
-  sleep 0.1
-done
-rc=0
-wait "$BROKER_PID" || rc=$?
-BROKER_PID=
+stop_broker
+rc=$BROKER_EXIT
 
 DIRTY=$(git status --porcelain -- src Cargo.toml Cargo.lock | wc -l)
 {

@@ -122,9 +122,33 @@ pub fn spawn_task<T: 'static>(future: impl Future<Output = T> + 'static) -> Task
     glommio::spawn_local(future)
 }
 
-/// Yields to other tasks of this shard.
+/// Yields to other tasks of this shard if this one has run for its time slice.
 pub async fn yield_now() {
     glommio::yield_if_needed().await;
+}
+
+/// Yields to other tasks of this shard now: for background work (compaction, loading) that
+/// must not hold the core for a whole time slice while requests wait.
+pub async fn yield_to_requests() {
+    futures_lite::future::yield_now().await;
+}
+
+/// A second descriptor of `file`. Whoever closes the last descriptor of a file pays for its
+/// release (freeing its blocks, if it was unlinked), which can take milliseconds: holding this
+/// one and dropping it inside `blocking` moves that cost off the shard.
+pub fn hold_descriptor(file: &DmaFile) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: dup of a descriptor the file keeps open; the new descriptor is owned by the
+    // returned value alone.
+    let fd = unsafe { libc::dup(file.as_raw_fd()) };
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Runs a blocking system call (unlink, rename, a directory fsync) on glommio's helper
+/// thread, so the shard keeps serving meanwhile.
+pub async fn blocking<R: Send + 'static>(call: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(call).await
 }
 
 pub async fn sleep(duration: Duration) {

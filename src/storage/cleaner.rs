@@ -11,9 +11,10 @@
 //!    allowed). A batch that keeps every record is copied byte for byte; one that loses some is
 //!    re-encoded with its own codec.
 //! 4. The swap is crash-safe: the new segment is written and synced as `{base}.cleaned`, then
-//!    renamed to `{base}-{end}.swap` (the commit point), the old files are removed, and the swap
-//!    file is renamed to `{base}.log`. Recovery deletes `.cleaned` files and completes `.swap`
-//!    ones, so a kill at any point leaves either the old segments or the new one.
+//!    renamed to `{base}-{end}.swap` (the commit point), the old segments are renamed to
+//!    `.deleted` (unlinked later, slowly), and the swap file is renamed to `{base}.log`.
+//!    Recovery deletes `.cleaned` and `.deleted` files and completes `.swap` ones, so a kill at
+//!    any point leaves either the old segments or the new one.
 //!
 //! The cleaner runs on the shard that owns the log and yields between batches, so produce and
 //! fetch on that shard keep being served.
@@ -38,8 +39,14 @@ use crate::storage::Offset;
 pub const COMPACTED_MARKER: &str = "compacted";
 /// The offset the last pass cleaned up to (8 bytes, big-endian).
 pub const CHECKPOINT: &str = "cleaner-checkpoint";
+#[cfg(not(test))]
 const READ_CHUNK_BYTES: usize = 1 << 20;
+/// Small in tests, so that batches straddle chunk boundaries.
+#[cfg(test)]
+const READ_CHUNK_BYTES: usize = 1000;
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Pause between unlinking two replaced segment files.
+const RETIRED_DELETE_PAUSE_MS: u64 = 20;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CleanStats {
@@ -90,7 +97,7 @@ pub fn recover_interrupted(dir: &Path) -> std::io::Result<()> {
     let mut changed = false;
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".cleaned") {
+        if name.ends_with(".cleaned") || name.ends_with(".deleted") {
             std::fs::remove_file(dir.join(&name))?;
             changed = true;
         } else if let Some(range) = parse_swap_name(&name) {
@@ -145,12 +152,13 @@ impl BatchReader {
     async fn next(&mut self) -> Result<Option<Vec<(BatchHeader, Bytes)>>, LogError> {
         loop {
             let mut out = Vec::new();
-            while self.carry.len() >= batch::HEADER_BYTES {
-                let header = batch::parse_header(&self.carry)
-                    .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-                if header.size > self.carry.len() {
-                    break;
-                }
+            while !self.carry.is_empty() {
+                let header = match batch::parse_header(&self.carry) {
+                    Ok(header) => header,
+                    // The rest of the batch is in the next chunk.
+                    Err(batch::BatchError::Truncated(_)) => break,
+                    Err(e) => return Err(LogError::Corrupt(format!("while compacting: {e}"))),
+                };
                 out.push((header, self.carry.split_to(header.size).freeze()));
             }
             if !out.is_empty() {
@@ -294,26 +302,28 @@ impl PartitionLog {
                         }
                     }
                 }
-                runtime::yield_now().await;
+                runtime::yield_to_requests().await;
             }
         }
         let mut stats = CleanStats::default();
-        let mut group: Vec<&Source> = Vec::new();
-        let mut group_bytes = 0;
-        let mut groups: Vec<Vec<&Source>> = Vec::new();
-        for source in &sources {
-            if !group.is_empty() && group_bytes + source.size > config.segment_bytes {
-                groups.push(std::mem::take(&mut group));
-                group_bytes = 0;
-            }
-            group_bytes += source.size;
-            group.push(source);
-        }
-        groups.push(group);
         let through = sources.last().map_or(cleaned_through, |s| s.last + 1);
+        // Groups own their sources: a group's file handles go when the group is swapped in.
+        let mut groups: Vec<Vec<Source>> = Vec::new();
+        let mut group_bytes = 0;
+        for source in sources {
+            let full = group_bytes + source.size > config.segment_bytes;
+            match groups.last_mut() {
+                Some(group) if !full => group.push(source),
+                _ => {
+                    group_bytes = 0;
+                    groups.push(vec![source]);
+                }
+            }
+            group_bytes += groups.last().map_or(0, |g| g.last().map_or(0, |s| s.size));
+        }
         for group in groups {
             let done = self
-                .rewrite_group(&group, &latest, now_ms, &config, stop, &mut stats)
+                .rewrite_group(group, &latest, now_ms, &config, stop, &mut stats)
                 .await?;
             if !done {
                 return Ok(None);
@@ -332,7 +342,7 @@ impl PartitionLog {
     /// or the segments changed underneath.
     async fn rewrite_group(
         self: &Rc<Self>,
-        group: &[&Source],
+        group: Vec<Source>,
         latest: &KeyMap,
         now_ms: i64,
         config: &crate::config::TopicConfig,
@@ -349,7 +359,7 @@ impl PartitionLog {
         };
         let mut segment = Segment::new(&self.dir, base);
         let interval = u64::from(config.index_interval_bytes);
-        for source in group {
+        for source in &group {
             stats.segments_in += 1;
             stats.bytes_in += source.size;
             let mut reader = BatchReader::new(source.file.clone(), source.size);
@@ -370,7 +380,7 @@ impl PartitionLog {
                     segment.size += bytes.len() as u64;
                     writer.push(&bytes).await?;
                 }
-                runtime::yield_now().await;
+                runtime::yield_to_requests().await;
             }
         }
         let new_file = writer.finish().await?;
@@ -383,7 +393,8 @@ impl PartitionLog {
         if stop == StopAt::CleanedWritten {
             return Ok(false);
         }
-        // The commit point. Nothing awaits from the check to the in-memory swap.
+        // Only retention removes sealed segments, and it waits while `cleaning` is set; the
+        // check still guards against a log that changed in a way this pass did not expect.
         let unchanged = {
             let state = self.state.borrow();
             group.iter().all(|source| {
@@ -398,22 +409,29 @@ impl PartitionLog {
             return Ok(false);
         }
         let marker = self.dir.join(COMPACTED_MARKER);
-        if !marker.exists() {
-            std::fs::write(&marker, b"")?;
-            std::fs::File::open(&marker)?.sync_all()?;
-        }
         let swap_path = self.dir.join(swap_name(base, end));
-        std::fs::rename(&cleaned_path, &swap_path)?;
-        sync_dir(&self.dir)?;
+        {
+            let (dir, cleaned, swap) = (self.dir.clone(), cleaned_path.clone(), swap_path.clone());
+            runtime::blocking(move || -> std::io::Result<()> {
+                if !marker.exists() {
+                    std::fs::write(&marker, b"")?;
+                    std::fs::File::open(&marker)?.sync_all()?;
+                }
+                std::fs::rename(&cleaned, &swap)?;
+                sync_dir(&dir)
+            })
+            .await?;
+        }
         let (index, time_index) = (segment.index.encode(), segment.time_index.encode());
         let (index_path, time_index_path) = (segment.index_path(), segment.time_index_path());
         let old: Vec<Segment> = {
             let mut state = self.state.borrow_mut();
-            let first = state
-                .segments
-                .iter()
-                .position(|s| s.base_offset == base)
-                .expect("checked above");
+            let Some(first) = state.segments.iter().position(|s| s.base_offset == base) else {
+                // The log was deleted meanwhile; recovery of the directory would finish the swap.
+                return Err(LogError::Corrupt(
+                    "segments vanished during compaction".into(),
+                ));
+            };
             let old: Vec<Segment> = state.segments.drain(first..first + group.len()).collect();
             state.segments.insert(first, segment);
             // Cached copies of the old batches would serve removed records.
@@ -425,20 +443,60 @@ impl PartitionLog {
         if stop == StopAt::SwapRenamed {
             return Ok(false);
         }
+        // Old data files are renamed away now and unlinked later, a file at a time: freeing a
+        // big file's blocks makes the next journal commit slow, and produce syncs wait on it.
+        // The last close of a file whose blocks are freed can take milliseconds in the kernel:
+        // a second descriptor keeps the shard's close cheap, and is closed on the helper thread.
+        let mut doomed = Vec::new();
+        let mut retired = Vec::new();
+        let mut later = Vec::new();
         for s in &old {
-            for path in [s.index_path(), s.time_index_path()] {
-                remove_if_present(&path)?;
-            }
-            if s.base_offset != base {
-                remove_if_present(&s.path)?;
+            doomed.push(s.index_path());
+            doomed.push(s.time_index_path());
+            let held = s.file.as_deref().and_then(runtime::hold_descriptor);
+            if s.base_offset == base {
+                later.push((None, held));
+            } else {
+                let retired_path = s.path.with_extension("log.deleted");
+                retired.push((s.path.clone(), retired_path.clone()));
+                later.push((Some(retired_path), held));
             }
         }
-        sync_dir(&self.dir)?;
+        let dir = self.dir.clone();
+        runtime::blocking(move || -> std::io::Result<()> {
+            for path in &doomed {
+                remove_if_present(path)?;
+            }
+            for (from, to) in &retired {
+                match std::fs::rename(from, to) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            sync_dir(&dir)
+        })
+        .await?;
+        runtime::spawn(async move {
+            for (path, held) in later {
+                runtime::sleep(std::time::Duration::from_millis(RETIRED_DELETE_PAUSE_MS)).await;
+                runtime::blocking(move || {
+                    if let Some(path) = path {
+                        let _ = remove_if_present(&path);
+                    }
+                    drop(held);
+                })
+                .await;
+            }
+        });
         if stop == StopAt::OldRemoved {
             return Ok(false);
         }
-        std::fs::rename(&swap_path, self.dir.join(format!("{base:020}.log")))?;
-        sync_dir(&self.dir)?;
+        let (dir, log_path) = (self.dir.clone(), self.dir.join(format!("{base:020}.log")));
+        runtime::blocking(move || -> std::io::Result<()> {
+            std::fs::rename(&swap_path, &log_path)?;
+            sync_dir(&dir)
+        })
+        .await?;
         file::write_whole(&index_path, &index).await?;
         file::write_whole(&time_index_path, &time_index).await?;
         tracing::debug!(log = %self.dir.display(), base, end, "swapped in a compacted segment");

@@ -15,7 +15,7 @@ use super::producers::{ProducerStates, SequenceCheck, SequenceError};
 use super::Offset;
 use crate::config::{TimestampType, TopicConfig};
 use crate::protocol::batch::{self, BatchHeader};
-use crate::runtime::{DmaFile, ReadResult};
+use crate::runtime::{self, DmaFile, ReadResult};
 
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
@@ -1116,6 +1116,12 @@ impl PartitionLog {
             }
             doomed
         };
+        // Freeing a deleted file's blocks happens at its last close, which can take
+        // milliseconds: that close is made on the helper thread, not on this shard.
+        let held: Vec<std::os::fd::OwnedFd> = doomed
+            .iter()
+            .filter_map(|s| s.file.as_deref().and_then(runtime::hold_descriptor))
+            .collect();
         for segment in &doomed {
             tracing::info!(segment = %segment.path.display(), "retention deleted segment");
             for path in [
@@ -1130,7 +1136,12 @@ impl PartitionLog {
                 }
             }
         }
-        Ok(doomed.len())
+        let deleted = doomed.len();
+        drop(doomed);
+        // Let the shard's own closes reach the ring first, so the held descriptors are last.
+        runtime::sleep(std::time::Duration::from_millis(5)).await;
+        runtime::blocking(move || drop(held)).await;
+        Ok(deleted)
     }
 
     /// Rolls the active segment if it is older than `segment.ms` (checked periodically, as

@@ -911,11 +911,13 @@ async fn load(log: &PartitionLog) -> anyhow::Result<Loaded> {
         }
         let mut data = data.freeze();
         let before = offset;
-        while data.len() >= batch::HEADER_BYTES {
-            let header = batch::parse_header(&data)?;
-            if header.size > data.len() {
-                break;
-            }
+        while !data.is_empty() {
+            let header = match batch::parse_header(&data) {
+                Ok(header) => header,
+                // Read again from this batch on.
+                Err(batch::BatchError::Truncated(_)) => break,
+                Err(e) => return Err(e.into()),
+            };
             let mut one = data.split_to(header.size);
             if header.last_offset() < offset {
                 continue;
@@ -932,7 +934,7 @@ async fn load(log: &PartitionLog) -> anyhow::Result<Loaded> {
         if offset == before {
             anyhow::bail!("no progress reading offsets log at {offset}");
         }
-        runtime::yield_now().await;
+        runtime::yield_to_requests().await;
     }
     Ok(state)
 }
