@@ -470,6 +470,8 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// How long the cleaner of a shard sleeps between passes over its compacted logs.
     pub log_cleaner_backoff_ms: u64,
+    /// Idempotent producers idle this long are forgotten by each partition.
+    pub producer_id_expiration_ms: i64,
     /// Same value as `topic_defaults.max_message_bytes`.
     pub message_max_bytes: u32,
     pub socket_request_max_bytes: u32,
@@ -488,6 +490,9 @@ pub struct BrokerConfig {
     /// How long a rebalance of an empty group waits for more members to join.
     pub group_initial_rebalance_delay_ms: u64,
     pub group_max_size: i32,
+    /// KIP-848 groups: the heartbeat interval the broker asks members for.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    pub group_consumer_session_timeout_ms: i32,
     pub offset_metadata_max_bytes: usize,
     pub offsets_retention_check_interval_ms: u64,
     /// `None` disables the metrics endpoint.
@@ -520,6 +525,7 @@ impl Default for BrokerConfig {
             delete_topic_enable: true,
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
+            producer_id_expiration_ms: 86_400_000,
             message_max_bytes: topic_defaults.max_message_bytes,
             topic_defaults,
             socket_request_max_bytes: 104_857_600,
@@ -537,6 +543,8 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_max_size: i32::MAX,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_session_timeout_ms: 45_000,
             offset_metadata_max_bytes: 4096,
             offsets_retention_check_interval_ms: 600_000,
             metrics_listener: Some(SocketAddr::new(
@@ -762,6 +770,9 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
     if let Some(value) = settings.integer("log.cleaner.backoff.ms", 1, i64::MAX.into())? {
         config.log_cleaner_backoff_ms = value;
     }
+    if let Some(value) = settings.integer("producer.id.expiration.ms", 1, i64::MAX.into())? {
+        config.producer_id_expiration_ms = value;
+    }
     if let Some(value) = settings.integer("socket.request.max.bytes", 1, i32::MAX.into())? {
         config.socket_request_max_bytes = value;
     }
@@ -804,6 +815,16 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
     }
     if let Some(value) = settings.integer("group.max.size", 1, i32::MAX.into())? {
         config.group_max_size = value;
+    }
+    if let Some(value) =
+        settings.integer("group.consumer.heartbeat.interval.ms", 1, i32::MAX.into())?
+    {
+        config.group_consumer_heartbeat_interval_ms = value;
+    }
+    if let Some(value) =
+        settings.integer("group.consumer.session.timeout.ms", 1, i32::MAX.into())?
+    {
+        config.group_consumer_session_timeout_ms = value;
     }
     if let Some(value) = settings.integer("offset.metadata.max.bytes", 0, i32::MAX.into())? {
         config.offset_metadata_max_bytes = value;

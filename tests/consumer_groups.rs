@@ -293,3 +293,99 @@ fn committed_offsets_survive_kill_9_and_a_new_member_resumes_there() {
     }
     assert_eq!(resumed[0].len(), remaining);
 }
+
+/// The new consumer group protocol (KIP-848): the broker computes the assignment.
+fn kip848_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+#[test]
+fn kip848_members_split_partitions_hand_them_over_and_resume_from_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = GROUP_SETTINGS.to_vec();
+    settings.push(("group.consumer.heartbeat.interval.ms", "100"));
+    settings.push(("group.consumer.session.timeout.ms", "3000"));
+    let broker = Broker::start(&dir.path().join("data"), &settings);
+    create_topic(&broker.bootstrap, "kip848", 3);
+    let a = kip848_member(&broker.bootstrap, "new-protocol", "kip848");
+    let b = kip848_member(&broker.bootstrap, "new-protocol", "kip848");
+    let mut seen = vec![BTreeSet::new(), BTreeSet::new()];
+    poll_until(&[&a, &b], &mut seen, "a split assignment", |_| {
+        let (x, y) = (assigned(&a), assigned(&b));
+        !x.is_empty() && !y.is_empty() && x.is_disjoint(&y) && x.len() + y.len() == 3
+    });
+    let (mine, theirs) = (assigned(&a), assigned(&b));
+    // The broker holds the assignment: ConsumerGroupDescribe shows both members and theirs.
+    let mut client = common::raw::Client::connect(&broker.bootstrap);
+    let mut request = kafka_protocol::messages::ConsumerGroupDescribeRequest::default();
+    request.group_ids = vec![kafka_protocol::messages::GroupId(
+        kafka_protocol::protocol::StrBytes::from_static_str("new-protocol"),
+    )];
+    let described: kafka_protocol::messages::ConsumerGroupDescribeResponse = client.call(
+        kafka_protocol::messages::ApiKey::ConsumerGroupDescribe,
+        0,
+        &request,
+    );
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, 0);
+    assert_eq!(group.assignor_name.as_str(), "uniform");
+    assert_eq!(group.members.len(), 2);
+    let held: usize = group
+        .members
+        .iter()
+        .flat_map(|m| m.assignment.topic_partitions.iter())
+        .map(|t| t.partitions.len())
+        .sum();
+    assert_eq!(held, 3);
+    let written = produce(&broker.bootstrap, "kip848", 3, 50);
+    poll_until(&[&a, &b], &mut seen, "every record", |seen| {
+        seen[0].len() + seen[1].len() >= written.len()
+    });
+    assert!(seen[0].iter().all(|(p, _)| mine.contains(p)));
+    assert!(seen[1].iter().all(|(p, _)| theirs.contains(p)));
+    let union: BTreeSet<_> = seen[0].union(&seen[1]).cloned().collect();
+    assert_eq!(union, written);
+
+    // Commits carry the member epoch; then b leaves and a takes everything.
+    let mut positions = TopicPartitionList::new();
+    for partition in &theirs {
+        positions
+            .add_partition_offset("kip848", *partition, rdkafka::Offset::Offset(20))
+            .unwrap();
+    }
+    b.commit(&positions, CommitMode::Sync)
+        .expect("commit with the member epoch");
+    drop(b);
+    let mut alone = vec![BTreeSet::new()];
+    poll_until(&[&a], &mut alone, "a to take every partition", |_| {
+        assigned(&a).len() == 3
+    });
+    // a resumes b's partitions at b's commits: 30 records each are left there.
+    poll_until(
+        &[&a],
+        &mut alone,
+        "b's partitions from the commits",
+        |seen| {
+            theirs
+                .iter()
+                .all(|p| seen[0].iter().filter(|(q, _)| q == p).count() == 30)
+        },
+    );
+    for partition in &theirs {
+        let first = alone[0]
+            .iter()
+            .filter(|(p, _)| p == partition)
+            .map(|(_, o)| *o)
+            .min();
+        assert_eq!(first, Some(20), "partition {partition}");
+    }
+}

@@ -13,6 +13,8 @@ use shardlog::protocol::batch::sample;
 fn init_producer_id(client: &mut Client, previous: Option<(i64, i16)>) -> (i16, i64, i16) {
     let mut request = m::InitProducerIdRequest::default();
     request.transaction_timeout_ms = 60_000;
+    // Null, as idempotent (non-transactional) clients send it.
+    request.transactional_id = None;
     if let Some((id, epoch)) = previous {
         request.producer_id = ProducerId(id);
         request.producer_epoch = epoch;
@@ -126,6 +128,10 @@ fn retries_are_deduplicated_and_gaps_and_old_epochs_refused_across_restarts() {
     request.transaction_timeout_ms = 60_000;
     let response: m::InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
     assert_eq!(response.error_code, 53);
+    // An empty transactional id is a malformed request, not a request for an idempotent id.
+    request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("")));
+    let response: m::InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
+    assert_eq!(response.error_code, 42, "INVALID_REQUEST");
 }
 
 /// librdkafka's idempotent producer through a proxy that cuts every connection now and then,

@@ -270,7 +270,7 @@ impl Shard {
         }
     }
 
-    /// Periodic work: retention and time-based segment rolls.
+    /// Periodic work: retention, time-based segment rolls, idle producer ids.
     pub async fn run_housekeeping(self: Rc<Self>) {
         let interval = Duration::from_millis(self.config.log_retention_check_interval_ms.max(1));
         loop {
@@ -284,6 +284,7 @@ impl Shard {
             let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
             for log in logs {
                 log.roll_if_old();
+                log.expire_producers(now, self.config.producer_id_expiration_ms);
                 if let Err(e) = log.enforce_retention(now).await {
                     tracing::warn!(log = %log.dir().display(), error = %e, "retention failed");
                 }

@@ -1144,6 +1144,14 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// Forgets idempotent producers idle for `expiration_ms`; returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.state
+            .borrow_mut()
+            .producers
+            .expire(now_ms, expiration_ms)
+    }
+
     /// Rolls the active segment if it is older than `segment.ms` (checked periodically, as
     /// Kafka checks it, so idle topics still age out).
     pub fn roll_if_old(self: &Rc<Self>) {

@@ -21,6 +21,9 @@ pub struct BatchRange {
     pub last_sequence: i32,
     pub base_offset: Offset,
     pub last_offset: Offset,
+    /// The batch's max timestamp: a producer whose newest batch is older than
+    /// `producer.id.expiration.ms` is forgotten.
+    pub max_timestamp: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -131,6 +134,7 @@ impl ProducerStates {
             last_sequence: header.last_sequence(),
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
         };
         let (epoch, batches) = self
             .entries
@@ -161,6 +165,18 @@ impl ProducerStates {
             batches.retain(|b| b.last_offset < end);
         }
         self.entries.retain(|_, (_, batches)| !batches.is_empty());
+    }
+
+    /// Forgets producers whose newest batch is older than `expiration_ms` (Kafka's
+    /// `producer.id.expiration.ms`): their retries are long over. Returns how many went.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, (_, batches)| {
+            batches
+                .back()
+                .is_some_and(|b| now_ms.saturating_sub(b.max_timestamp) < expiration_ms)
+        });
+        before - self.entries.len()
     }
 
     pub fn entry(&self, producer_id: i64) -> Option<(i16, Vec<BatchRange>)> {
@@ -289,5 +305,21 @@ mod tests {
             states.check(&header(1, 0, 0, 1, -1)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut states = ProducerStates::default();
+        let mut old = header(1, 0, 0, 1, 0);
+        old.max_timestamp = 1_000;
+        let mut recent = header(2, 0, 0, 1, 1);
+        recent.max_timestamp = 9_000;
+        states.record(&old);
+        states.record(&recent);
+        assert_eq!(states.expire(10_000, 5_000), 1);
+        assert!(states.entry(1).is_none());
+        assert!(states.entry(2).is_some());
+        // A forgotten producer is taken as a new one: any sequence is accepted.
+        assert!(states.check(&header(1, 0, 7, 1, 2)).is_ok());
     }
 }

@@ -28,6 +28,8 @@ pub(super) enum Incoming {
     Describe(m::DescribeGroupsRequest),
     Delete(m::DeleteGroupsRequest),
     OffsetDelete(m::OffsetDeleteRequest),
+    ConsumerHeartbeat(m::ConsumerGroupHeartbeatRequest),
+    ConsumerDescribe(m::ConsumerGroupDescribeRequest),
 }
 
 pub(super) fn decode_request(
@@ -47,6 +49,8 @@ pub(super) fn decode_request(
         ApiKey::DescribeGroups => Incoming::Describe(decode(body, header)?),
         ApiKey::DeleteGroups => Incoming::Delete(decode(body, header)?),
         ApiKey::OffsetDelete => Incoming::OffsetDelete(decode(body, header)?),
+        ApiKey::ConsumerGroupHeartbeat => Incoming::ConsumerHeartbeat(decode(body, header)?),
+        ApiKey::ConsumerGroupDescribe => Incoming::ConsumerDescribe(decode(body, header)?),
         other => return Err(format!("{other:?} is not a group API")),
     })
 }
@@ -191,6 +195,44 @@ pub(super) async fn serve(
                 })
                 .collect();
             encoded(ApiKey::DeleteGroups, header, &response)
+        }
+        Incoming::ConsumerHeartbeat(request) => {
+            let group = request.group_id.0.to_string();
+            let call = GroupCall::ConsumerHeartbeat {
+                request,
+                version,
+                client_id: header.client_id.clone().unwrap_or_default(),
+                client_host,
+            };
+            let response = match call_owner(shard, &group, call).await {
+                Some(GroupAnswer::ConsumerHeartbeat(response)) => response,
+                _ => {
+                    let mut response = m::ConsumerGroupHeartbeatResponse::default();
+                    response.error_code = code::COORDINATOR_NOT_AVAILABLE;
+                    response
+                }
+            };
+            encoded(ApiKey::ConsumerGroupHeartbeat, header, &response)
+        }
+        Incoming::ConsumerDescribe(request) => {
+            let groups: Vec<String> = request.group_ids.iter().map(|g| g.0.to_string()).collect();
+            let mut response = m::ConsumerGroupDescribeResponse::default();
+            response.groups = by_owner(shard, groups, GroupCall::ConsumerDescribe)
+                .await
+                .into_iter()
+                .map(|(id, answer)| match answer {
+                    Some(GroupAnswer::ConsumerDescribe(mut described)) if described.len() == 1 => {
+                        described.pop().expect("one group")
+                    }
+                    _ => {
+                        let mut d = m::consumer_group_describe_response::DescribedGroup::default();
+                        d.group_id = GroupId(str_bytes(&id));
+                        d.error_code = code::COORDINATOR_NOT_AVAILABLE;
+                        d
+                    }
+                })
+                .collect();
+            encoded(ApiKey::ConsumerGroupDescribe, header, &response)
         }
         Incoming::OffsetDelete(request) => {
             let group = request.group_id.0.to_string();
@@ -503,7 +545,7 @@ async fn list_groups(
     let mut groups: Vec<group::ListedGroup> = listed
         .into_values()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .collect();
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     response.groups = groups
@@ -516,7 +558,7 @@ async fn list_groups(
                 out.group_state = str_bytes(g.state);
             }
             if version >= 5 {
-                out.group_type = str_bytes("classic");
+                out.group_type = str_bytes(g.group_type);
             }
             out
         })

@@ -186,7 +186,9 @@ pub async fn start(
         | ApiKey::ListGroups
         | ApiKey::DescribeGroups
         | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete => {
+        | ApiKey::OffsetDelete
+        | ApiKey::ConsumerGroupHeartbeat
+        | ApiKey::ConsumerGroupDescribe => {
             let request = group::decode_request(key, body, &header)?;
             let client_host = client_host.to_string();
             runtime::spawn_task(

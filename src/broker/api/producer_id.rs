@@ -17,8 +17,13 @@ pub(super) async fn init_producer_id(
     if request
         .transactional_id
         .as_ref()
-        .is_some_and(|id| !id.0.is_empty())
+        .is_some_and(|id| id.0.is_empty())
     {
+        // Kafka's answer to an empty transactional id (null means "not transactional").
+        response.error_code = code::INVALID_REQUEST;
+        return response;
+    }
+    if request.transactional_id.is_some() {
         // No transaction coordinator yet: a transactional producer is refused at once rather
         // than left retrying for a coordinator that never comes.
         response.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;

@@ -7,6 +7,7 @@
 //! those partitions it replays it (`load`); until then the groups in it answer
 //! COORDINATOR_LOAD_IN_PROGRESS.
 
+pub mod consumer;
 pub mod records;
 pub mod state;
 
@@ -29,7 +30,7 @@ use crate::protocol::error_code as code;
 use crate::runtime;
 use crate::storage::PartitionLog;
 use records::{CommittedOffset, RecordKey};
-use state::{Group, GroupState, JoinParams, Now, Reply, SyncParams, SyncStep};
+use state::{Expiry, Group, GroupState, JoinParams, Now, Reply, SyncParams, SyncStep};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often deadlines (sessions, rebalances) are checked.
@@ -60,6 +61,13 @@ pub enum GroupCall {
     List,
     Delete(Vec<String>),
     OffsetDelete(m::OffsetDeleteRequest),
+    ConsumerHeartbeat {
+        request: m::ConsumerGroupHeartbeatRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    ConsumerDescribe(Vec<String>),
 }
 
 pub enum GroupAnswer {
@@ -73,6 +81,8 @@ pub enum GroupAnswer {
     List(Vec<ListedGroup>),
     Delete(Vec<(String, i16)>),
     OffsetDelete(m::OffsetDeleteResponse),
+    ConsumerHeartbeat(m::ConsumerGroupHeartbeatResponse),
+    ConsumerDescribe(Vec<m::consumer_group_describe_response::DescribedGroup>),
 }
 
 /// A topic's partitions, each with its committed offset if it has one.
@@ -87,6 +97,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,7 +184,241 @@ pub async fn serve(shard: &Rc<Shard>, call: GroupCall) -> GroupAnswer {
         GroupCall::OffsetDelete(request) => {
             GroupAnswer::OffsetDelete(offset_delete(shard, request).await)
         }
+        GroupCall::ConsumerHeartbeat {
+            request,
+            version,
+            client_id,
+            client_host,
+        } => GroupAnswer::ConsumerHeartbeat(consumer_heartbeat(
+            shard,
+            request,
+            version,
+            client_id,
+            client_host,
+        )),
+        GroupCall::ConsumerDescribe(groups) => {
+            GroupAnswer::ConsumerDescribe(consumer_describe(shard, groups))
+        }
     }
+}
+
+/// Every topic the broker has, as the consumer-group assignors see them.
+fn topic_shapes(shard: &Shard) -> consumer::Topics {
+    shard
+        .image()
+        .topics
+        .iter()
+        .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
+        .map(|(name, t)| (name.clone(), (t.record.id, t.record.partitions as i32)))
+        .collect()
+}
+
+fn consumer_heartbeat(
+    shard: &Rc<Shard>,
+    request: m::ConsumerGroupHeartbeatRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> m::ConsumerGroupHeartbeatResponse {
+    let group_id = request.group_id.0.to_string();
+    let mut response = m::ConsumerGroupHeartbeatResponse::default();
+    response.heartbeat_interval_ms = shard.config.group_consumer_heartbeat_interval_ms;
+    let fail = |mut response: m::ConsumerGroupHeartbeatResponse, error: i16, message: &str| {
+        response.error_code = error;
+        response.error_message = Some(str_bytes(message));
+        response
+    };
+    if let Err(e) = shard.coordinator.ready(shard, &group_id) {
+        return fail(response, e, "the coordinator is not ready for this group");
+    }
+    if group_id.is_empty() {
+        return fail(response, code::INVALID_REQUEST, "the group id is empty");
+    }
+    let mut member_id = request.member_id.to_string();
+    if member_id.is_empty() {
+        if version >= 1 || request.member_epoch != 0 {
+            return fail(response, code::INVALID_REQUEST, "the member id is empty");
+        }
+        member_id = uuid::Uuid::new_v4().to_string();
+    }
+    if request
+        .subscribed_topic_regex
+        .as_ref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        return fail(
+            response,
+            code::INVALID_REQUEST,
+            "regular-expression subscriptions are not supported by this broker",
+        );
+    }
+    if request.member_epoch == 0
+        && (request.rebalance_timeout_ms < 0 || request.subscribed_topic_names.is_none())
+    {
+        return fail(
+            response,
+            code::INVALID_REQUEST,
+            "a joining member must give its rebalance timeout and subscription",
+        );
+    }
+    let topics = topic_shapes(shard);
+    let names_by_id: HashMap<[u8; 16], &String> =
+        topics.iter().map(|(name, (id, _))| (*id, name)).collect();
+    let owned = request.topic_partitions.as_ref().map(|list| {
+        list.iter()
+            .flat_map(|t| {
+                let id = *t.topic_id.as_bytes();
+                t.partitions.iter().map(move |p| (id, *p))
+            })
+            .collect()
+    });
+    let params = consumer::HeartbeatParams {
+        member_id: member_id.clone(),
+        member_epoch: request.member_epoch,
+        instance_id: request.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: request.rack_id.as_ref().map(|s| s.to_string()),
+        rebalance_timeout_ms: request.rebalance_timeout_ms,
+        subscribed: request
+            .subscribed_topic_names
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        assignor: request.server_assignor.as_ref().map(|s| s.to_string()),
+        owned,
+        client_id,
+        client_host,
+    };
+    let at = now();
+    let session = Duration::from_millis(shard.config.group_consumer_session_timeout_ms as u64);
+    let outcome = {
+        let mut groups = shard.coordinator.groups.borrow_mut();
+        if !groups.contains_key(&group_id) {
+            if request.member_epoch != 0 {
+                return fail(response, code::UNKNOWN_MEMBER_ID, "no such group");
+            }
+            groups.insert(group_id.clone(), Group::new(&group_id, at));
+        }
+        let group = groups.get_mut(&group_id).expect("inserted above");
+        if !group.members.is_empty() {
+            return fail(
+                response,
+                code::GROUP_ID_NOT_FOUND,
+                "the group uses the classic protocol",
+            );
+        }
+        let consumer = group
+            .consumer
+            .get_or_insert_with(consumer::ConsumerGroup::new);
+        let was_empty = consumer.is_empty();
+        let outcome = consumer.heartbeat(params, &topics, at.instant, session);
+        if consumer.is_empty() != was_empty {
+            group.state_since_ms = at.wall_ms;
+        }
+        outcome
+    };
+    response.error_code = outcome.error;
+    if outcome.error != code::NONE {
+        response.error_message = Some(str_bytes("the member is not known at this epoch"));
+        return response;
+    }
+    response.member_id = Some(str_bytes(&outcome.member_id));
+    response.member_epoch = outcome.member_epoch;
+    response.assignment = outcome.assignment.map(|partitions| {
+        let mut assignment = m::consumer_group_heartbeat_response::Assignment::default();
+        assignment.topic_partitions = by_topic(&partitions)
+            .into_iter()
+            .filter(|(id, _)| names_by_id.contains_key(id))
+            .map(|(id, partitions)| {
+                let mut t = m::consumer_group_heartbeat_response::TopicPartitions::default();
+                t.topic_id = uuid::Uuid::from_bytes(id);
+                t.partitions = partitions;
+                t
+            })
+            .collect();
+        assignment
+    });
+    response
+}
+
+fn by_topic(
+    partitions: &std::collections::BTreeSet<consumer::Partition>,
+) -> Vec<([u8; 16], Vec<i32>)> {
+    let mut out: Vec<([u8; 16], Vec<i32>)> = Vec::new();
+    for (id, p) in partitions {
+        match out.last_mut() {
+            Some((last, list)) if last == id => list.push(*p),
+            _ => out.push((*id, vec![*p])),
+        }
+    }
+    out
+}
+
+fn consumer_describe(
+    shard: &Rc<Shard>,
+    groups: Vec<String>,
+) -> Vec<m::consumer_group_describe_response::DescribedGroup> {
+    use m::consumer_group_describe_response as d;
+    let topics = topic_shapes(shard);
+    let names_by_id: HashMap<[u8; 16], &String> =
+        topics.iter().map(|(name, (id, _))| (*id, name)).collect();
+    let described = |partitions: &std::collections::BTreeSet<consumer::Partition>| {
+        let mut assignment = d::Assignment::default();
+        assignment.topic_partitions = by_topic(partitions)
+            .into_iter()
+            .map(|(id, partitions)| {
+                let mut t = d::TopicPartitions::default();
+                t.topic_id = uuid::Uuid::from_bytes(id);
+                t.topic_name =
+                    TopicName(str_bytes(names_by_id.get(&id).map_or("", |n| n.as_str())));
+                t.partitions = partitions;
+                t
+            })
+            .collect();
+        assignment
+    };
+    groups
+        .into_iter()
+        .map(|id| {
+            let mut out = d::DescribedGroup::default();
+            out.group_id = GroupId(str_bytes(&id));
+            if let Err(e) = shard.coordinator.ready(shard, &id) {
+                out.error_code = e;
+                return out;
+            }
+            let all = shard.coordinator.groups.borrow();
+            let Some(consumer) = all.get(&id).and_then(|g| g.consumer.as_ref()) else {
+                out.error_code = code::GROUP_ID_NOT_FOUND;
+                out.error_message = Some(str_bytes("no consumer group by that id"));
+                return out;
+            };
+            out.group_state = str_bytes(consumer.state());
+            out.group_epoch = consumer.epoch;
+            out.assignment_epoch = consumer.target_epoch;
+            out.assignor_name = str_bytes(&consumer.assignor);
+            out.members = consumer
+                .members
+                .values()
+                .map(|member| {
+                    let mut m = d::Member::default();
+                    m.member_id = str_bytes(&member.id);
+                    m.instance_id = member.instance_id.as_deref().map(str_bytes);
+                    m.rack_id = member.rack_id.as_deref().map(str_bytes);
+                    m.member_epoch = member.epoch;
+                    m.client_id = str_bytes(&member.client_id);
+                    m.client_host = str_bytes(&member.client_host);
+                    m.subscribed_topic_names = member
+                        .subscribed
+                        .iter()
+                        .map(|t| TopicName(str_bytes(t)))
+                        .collect();
+                    m.assignment = described(&member.assigned);
+                    m.target_assignment =
+                        described(&consumer.target.get(&member.id).cloned().unwrap_or_default());
+                    m
+                })
+                .collect();
+            out
+        })
+        .collect()
 }
 
 async fn join(
@@ -228,6 +474,12 @@ async fn join(
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(&group_id, at));
+            if group.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
+                break 'outcome state::JoinOutcome::error(
+                    code::INCONSISTENT_GROUP_PROTOCOL,
+                    &member_id,
+                );
+            }
             if params.member_id.is_empty()
                 && group.members.len() >= config.group_max_size as usize
                 && params.instance_id.is_none()
@@ -622,10 +874,19 @@ fn list(shard: &Rc<Shard>) -> Vec<ListedGroup> {
         .values()
         .filter(|g| g.state != GroupState::Dead)
         .filter(|g| loaded.contains(&records::partition_for(&g.id, partitions)))
-        .map(|g| ListedGroup {
-            group_id: g.id.clone(),
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            state: g.state.name(),
+        .map(|g| match &g.consumer {
+            Some(consumer) => ListedGroup {
+                group_id: g.id.clone(),
+                protocol_type: "consumer".to_owned(),
+                state: consumer.state(),
+                group_type: "consumer",
+            },
+            None => ListedGroup {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+                group_type: "classic",
+            },
         })
         .collect();
     out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -983,6 +1244,22 @@ pub async fn run_ticks(shard: Rc<Shard>) {
             return;
         }
         let at = now();
+        let has_consumer_groups = shard
+            .coordinator
+            .groups
+            .borrow()
+            .values()
+            .any(|g| g.consumer.as_ref().is_some_and(|c| !c.is_empty()));
+        if has_consumer_groups {
+            let topics = topic_shapes(&shard);
+            for group in shard.coordinator.groups.borrow_mut().values_mut() {
+                if let Some(consumer) = &mut group.consumer {
+                    if consumer.tick(at.instant, &topics) && consumer.is_empty() {
+                        group.state_since_ms = at.wall_ms;
+                    }
+                }
+            }
+        }
         let changed: Vec<String> = shard
             .coordinator
             .groups
@@ -1008,34 +1285,24 @@ async fn expire_offsets(shard: &Rc<Shard>, at: Now) {
         .config
         .offsets_retention_minutes
         .saturating_mul(60_000);
-    // (group, expired offsets, whether the group goes too)
-    type Plan = (String, Vec<(String, i32)>, bool);
-    let mut plans: Vec<Plan> = Vec::new();
-    for group in shard.coordinator.groups.borrow().values() {
-        if !group.is_empty() || group.state == GroupState::Dead {
-            continue;
-        }
-        let old = at.wall_ms - group.state_since_ms >= retention_ms;
-        let expired: Vec<(String, i32)> = if group.protocol_type.is_some() {
-            if old {
-                group.offsets.keys().cloned().collect()
-            } else {
-                Vec::new()
-            }
-        } else {
-            group
-                .offsets
-                .iter()
-                .filter(|(_, v)| at.wall_ms - v.commit_timestamp_ms >= retention_ms)
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
-        let remove_group = expired.len() == group.offsets.len() && (old || !expired.is_empty());
-        if !expired.is_empty() || remove_group {
-            plans.push((group.id.clone(), expired, remove_group));
-        }
-    }
-    for (id, expired, remove_group) in plans {
+    let plans: Vec<(String, Expiry)> = shard
+        .coordinator
+        .groups
+        .borrow()
+        .values()
+        .filter_map(|g| {
+            g.expiry(at.wall_ms, retention_ms)
+                .map(|e| (g.id.clone(), e))
+        })
+        .collect();
+    for (
+        id,
+        Expiry {
+            expired,
+            remove_group,
+        },
+    ) in plans
+    {
         let batch = tombstones_for(&id, expired.iter(), remove_group);
         if write(shard, &id, batch).await.is_err() {
             continue;

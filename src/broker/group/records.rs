@@ -324,4 +324,13 @@ mod tests {
             assert!(decode_group(bytes).is_err());
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_key(&data);
+            let _ = decode_offset(&data);
+            let _ = decode_group(&data);
+        }
+    }
 }

@@ -148,6 +148,14 @@ pub enum SyncStep {
     },
 }
 
+/// What offset retention takes from an idle group.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expiry {
+    pub expired: Vec<(String, i32)>,
+    /// Nothing is left: the group itself goes.
+    pub remove_group: bool,
+}
+
 pub struct Group {
     pub id: String,
     pub state: GroupState,
@@ -171,6 +179,8 @@ pub struct Group {
     pub offsets: HashMap<(String, i32), CommittedOffset>,
     /// The group record must be written (a change not tied to a waiting caller).
     pub needs_persist: bool,
+    /// Set for a group of the new consumer protocol (KIP-848); its members live there.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -192,6 +202,7 @@ impl Group {
             pending_assignment: None,
             offsets: HashMap::new(),
             needs_persist: false,
+            consumer: None,
         }
     }
 
@@ -263,7 +274,9 @@ impl Group {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending.is_empty()
+        self.members.is_empty()
+            && self.pending.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.is_empty())
     }
 
     fn member(&self, id: &str) -> Option<&Member> {
@@ -796,9 +809,14 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
         }
+        if let Some(consumer) = &self.consumer {
+            if !(generation < 0 && member_id.is_empty()) {
+                return consumer.check_member_epoch(member_id, generation);
+            }
+        }
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
             // Manual commits by a consumer that is not a member: only into an idle group.
-            return if self.members.is_empty() {
+            return if self.is_empty() {
                 Ok(())
             } else {
                 Err(code::UNKNOWN_MEMBER_ID)
@@ -859,6 +877,36 @@ impl Group {
         !expired_pending.is_empty() || before != (self.state, self.generation, self.members.len())
     }
 
+    /// Offset retention (KIP-211): a group with members keeps its offsets; one that has been
+    /// empty for `retention_ms` loses them all; a standalone consumer's offsets (a group with no
+    /// protocol) each expire `retention_ms` after their commit. `None`: nothing to do.
+    pub fn expiry(&self, now_ms: i64, retention_ms: i64) -> Option<Expiry> {
+        if !self.is_empty() || self.state == GroupState::Dead {
+            return None;
+        }
+        let idle_long_enough = now_ms.saturating_sub(self.state_since_ms) >= retention_ms;
+        let mut expired: Vec<(String, i32)> = if self.protocol_type.is_some() {
+            if idle_long_enough {
+                self.offsets.keys().cloned().collect()
+            } else {
+                Vec::new()
+            }
+        } else {
+            self.offsets
+                .iter()
+                .filter(|(_, v)| now_ms.saturating_sub(v.commit_timestamp_ms) >= retention_ms)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        expired.sort();
+        let remove_group =
+            expired.len() == self.offsets.len() && (idle_long_enough || !expired.is_empty());
+        (!expired.is_empty() || remove_group).then_some(Expiry {
+            expired,
+            remove_group,
+        })
+    }
+
     /// Topics the members subscribe to, when the group uses the consumer protocol.
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
         if self.protocol_type.as_deref() != Some("consumer") {
@@ -890,5 +938,123 @@ impl Group {
 
     pub fn member_metadata(&self, member: &Member) -> Bytes {
         member.metadata(self.protocol.as_deref().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Now {
+        Now {
+            instant: Instant::now(),
+            wall_ms: ms,
+        }
+    }
+
+    fn params(member: &str, require_id: bool) -> JoinParams {
+        JoinParams {
+            member_id: member.into(),
+            instance_id: None,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            require_known_member_id: require_id,
+        }
+    }
+
+    fn offset(ms: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: ms,
+        }
+    }
+
+    #[test]
+    fn offsets_of_a_group_expire_only_after_it_has_been_empty_for_the_retention() {
+        let mut group = Group::new("g", at(0));
+        let Reply::Later(_joined) = group.join(params("", false), at(0), Duration::ZERO) else {
+            panic!("a join waits for the rebalance");
+        };
+        group.offsets.insert(("t".into(), 0), offset(0));
+        assert_eq!(
+            group.expiry(1_000_000, 100),
+            None,
+            "a group with members keeps offsets"
+        );
+        let member = group.members[0].id.clone();
+        assert_eq!(group.leave(&member, None, at(5_000)), code::NONE);
+        assert_eq!(group.state, GroupState::Empty);
+        assert_eq!(group.expiry(5_050, 100), None, "empty for 50 ms only");
+        let expiry = group
+            .expiry(5_100, 100)
+            .expect("empty for the whole retention");
+        assert_eq!(expiry.expired, vec![("t".into(), 0)]);
+        assert!(expiry.remove_group);
+    }
+
+    #[test]
+    fn a_standalone_consumers_offsets_expire_one_by_one() {
+        let mut group = Group::new("standalone", at(0));
+        group.offsets.insert(("t".into(), 0), offset(0));
+        group.offsets.insert(("t".into(), 1), offset(500));
+        let expiry = group.expiry(200, 100).unwrap();
+        assert_eq!(expiry.expired, vec![("t".into(), 0)]);
+        assert!(!expiry.remove_group);
+        let expiry = group.expiry(700, 100).unwrap();
+        assert_eq!(expiry.expired.len(), 2);
+        assert!(expiry.remove_group);
+    }
+
+    #[test]
+    fn a_rebalance_waits_for_pending_members_and_drops_the_silent_ones() {
+        let delay = Duration::ZERO;
+        let mut group = Group::new("g", at(0));
+        // Two new members get their ids first (JoinGroup v4+).
+        let Reply::Now(a) = group.join(params("", true), at(0), delay) else {
+            panic!()
+        };
+        let Reply::Now(b) = group.join(params("", true), at(0), delay) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.error, b.error),
+            (code::MEMBER_ID_REQUIRED, code::MEMBER_ID_REQUIRED)
+        );
+        // The first rejoins: the rebalance waits for the second, which is pending.
+        let Reply::Later(mut first) = group.join(params(&a.member_id, true), at(0), delay) else {
+            panic!()
+        };
+        assert!(first.try_recv().unwrap().is_none());
+        let Reply::Later(mut second) = group.join(params(&b.member_id, true), at(1), delay) else {
+            panic!()
+        };
+        let first = first
+            .try_recv()
+            .unwrap()
+            .expect("both joined: generation 1");
+        let second = second.try_recv().unwrap().expect("generation 1");
+        assert_eq!((first.generation, second.generation), (1, 1));
+        assert_eq!(first.leader, a.member_id);
+        assert_eq!(first.members.len(), 2, "the leader gets every member");
+        assert!(second.members.is_empty());
+        // A stale generation is fenced; the group moves on when a member's session runs out.
+        assert_eq!(
+            group.heartbeat(&a.member_id, None, 0, at(2)),
+            code::ILLEGAL_GENERATION
+        );
+        let later = Now {
+            instant: Instant::now() + Duration::from_secs(11),
+            wall_ms: 11_000,
+        };
+        assert!(group.heartbeat(&a.member_id, None, 1, later) == code::NONE);
+        assert!(group.tick(later), "b's session expired");
+        assert_eq!(group.members.len(), 1);
+        assert_eq!(group.state, GroupState::PreparingRebalance);
     }
 }
