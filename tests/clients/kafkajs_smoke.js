@@ -53,6 +53,41 @@ async function main() {
   const early = await admin.fetchTopicOffsetsByTimestamp(topic, 0);
   expect(early.every((p) => Number(p.offset) === 0), "offsets by timestamp 0 are 0", JSON.stringify(early));
 
+  // A consumer group reads all 200, commits, and a second member of the group starts after them.
+  const groupId = `${topic}-group`;
+  const readAll = async (expected) => {
+    const consumer = kafka.consumer({ groupId, heartbeatInterval: 500, sessionTimeout: 10000 });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const seen = [];
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${seen.length} of ${expected}`)), 60000);
+      consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          seen.push(`${partition}:${message.offset}`);
+          if (seen.length >= expected) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      }).catch(reject);
+    });
+    await consumer.disconnect();
+    return seen;
+  };
+  const first = await readAll(200);
+  expect(new Set(first).size === 200, "a group member reads all 200 messages once", `${first.length}`);
+  const more = kafka.producer();
+  await more.connect();
+  await more.send({ topic, acks: -1, messages: [{ value: "after", partition: 0 }] });
+  await more.disconnect();
+  const second = await readAll(1);
+  expect(second.length === 1 && second[0].startsWith("0:"), "the next member resumes at the group's commits",
+    JSON.stringify(second));
+  const groups = await admin.listGroups();
+  expect(groups.groups.some((g) => g.groupId === groupId), "listGroups shows the group", JSON.stringify(groups));
+  await admin.deleteGroups([groupId]);
+
   await admin.deleteTopics({ topics: [topic] });
   const topics = await admin.listTopics();
   expect(!topics.includes(topic), "deleted topic is gone", JSON.stringify(topics));
