@@ -73,15 +73,34 @@ fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> BTree
 }
 
 fn member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
+    member_with(
+        bootstrap,
+        group,
+        topic,
+        &[
+            ("session.timeout.ms", "1000"),
+            ("heartbeat.interval.ms", "100"),
+        ],
+    )
+}
+
+/// A subscribed group member; `settings` pick the protocol and its timings.
+fn member_with(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    settings: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("session.timeout.ms", "1000")
-        .set("heartbeat.interval.ms", "100")
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.commit", "false");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
     consumer
 }
@@ -296,16 +315,7 @@ fn committed_offsets_survive_kill_9_and_a_new_member_resumes_there() {
 
 /// The new consumer group protocol (KIP-848): the broker computes the assignment.
 fn kip848_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("group.protocol", "consumer")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
+    member_with(bootstrap, group, topic, &[("group.protocol", "consumer")])
 }
 
 #[test]

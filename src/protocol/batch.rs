@@ -241,9 +241,8 @@ pub fn set_log_append_time(bytes: &mut [u8], size: usize, timestamp_ms: i64) {
 /// checked against in tests and measured against in benchmarks.
 #[doc(hidden)]
 pub mod sample {
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     pub use kafka_protocol::records::Compression;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     /// One batch of `records` records with keys `key-N`, values of `value_size` bytes and
     /// timestamps 1_700_000_000_000 + N.
@@ -260,33 +259,58 @@ pub mod sample {
         records: usize,
         value_size: usize,
         compression: Compression,
-        (producer_id, producer_epoch, first_sequence): (i64, i16, i32),
+        producer: (i64, i16, i32),
     ) -> Vec<u8> {
-        let records: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: first_sequence + i as i32,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(vec![b'v'; value_size])),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode a sample batch");
-        buf.to_vec()
+        let records = (0..records).map(|i| {
+            (
+                Some(Bytes::from(format!("key-{i}"))),
+                Some(Bytes::from(vec![b'v'; value_size])),
+                1_700_000_000_000 + i as i64,
+            )
+        });
+        super::encode_records(records, producer, compression)
+            .expect("encode a sample batch")
+            .to_vec()
     }
+}
+
+/// Encodes `(key, value, timestamp)` records as one v2 batch with the `kafka-protocol` encoder
+/// (`producer`: id, epoch, first sequence; `(-1, -1, -1)` for none). For the broker's own
+/// writes (group records), compaction and tests; produced batches never pass through here.
+pub fn encode_records(
+    records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>, i64)>,
+    (producer_id, producer_epoch, first_sequence): (i64, i16, i32),
+    compression: kafka_protocol::records::Compression,
+) -> Result<bytes::BytesMut, String> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value, timestamp))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while offset minus sequence is
+            // constant; a base sequence of -1 (none) is kept that way too.
+            sequence: first_sequence.wrapping_add(i as i32),
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -403,39 +403,21 @@ fn a_clean_close_is_marked_and_the_marker_is_gone_once_the_log_is_open() {
 // ---------------------------------------------------------------------------------------------
 // Compaction
 
-use kafka_protocol::records::{
-    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 
 type KeyedRecord = (String, Option<String>);
 
 fn keyed_batch(records: &[KeyedRecord], timestamp: i64, compression: Compression) -> Vec<u8> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
+    let records = records.iter().map(|(key, value)| {
+        (
+            Some(Bytes::from(key.clone())),
+            value.clone().map(Bytes::from),
             timestamp,
-            key: Some(Bytes::from(key.clone())),
-            value: value.clone().map(Bytes::from),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.to_vec()
+        )
+    });
+    batch::encode_records(records, (-1, -1, -1), compression)
+        .unwrap()
+        .to_vec()
 }
 
 fn compacted(delete_retention_ms: i64) -> TopicConfig {

@@ -128,7 +128,8 @@ pub(super) async fn serve(
         }
         Incoming::Commit(request) => {
             let group = request.group_id.0.to_string();
-            let fallback = commit_failed(&request, code::COORDINATOR_NOT_AVAILABLE);
+            let fallback =
+                group::commit_response(&request, &|_, _| code::COORDINATOR_NOT_AVAILABLE);
             let response = match call_owner(shard, &group, GroupCall::Commit(request)).await {
                 Some(GroupAnswer::Commit(response)) => response,
                 _ => fallback,
@@ -270,31 +271,6 @@ async fn by_owner(
         .map(|g| call_owner(shard, g, make(vec![g.clone()])));
     let answers = futures::future::join_all(calls).await;
     groups.into_iter().zip(answers).collect()
-}
-
-fn commit_failed(request: &m::OffsetCommitRequest, error: i16) -> m::OffsetCommitResponse {
-    let mut response = m::OffsetCommitResponse::default();
-    response.topics = request
-        .topics
-        .iter()
-        .map(|t| {
-            let mut topic = m::offset_commit_response::OffsetCommitResponseTopic::default();
-            topic.name = t.name.clone();
-            topic.partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut out =
-                        m::offset_commit_response::OffsetCommitResponsePartition::default();
-                    out.partition_index = p.partition_index;
-                    out.error_code = error;
-                    out
-                })
-                .collect();
-            topic
-        })
-        .collect();
-    response
 }
 
 /// Creates `__consumer_offsets` the first time a coordinator is looked for, as Kafka does.

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as m, GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 use super::ops::now_ms;
 use super::shard::Shard;
@@ -651,30 +649,7 @@ async fn leave(
 
 async fn commit(shard: &Rc<Shard>, request: m::OffsetCommitRequest) -> m::OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
-    let respond = |errors: &dyn Fn(&str, i32) -> i16| {
-        let mut response = m::OffsetCommitResponse::default();
-        response.topics = request
-            .topics
-            .iter()
-            .map(|t| {
-                let mut topic = m::offset_commit_response::OffsetCommitResponseTopic::default();
-                topic.name = t.name.clone();
-                topic.partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut out =
-                            m::offset_commit_response::OffsetCommitResponsePartition::default();
-                        out.partition_index = p.partition_index;
-                        out.error_code = errors(&t.name, p.partition_index);
-                        out
-                    })
-                    .collect();
-                topic
-            })
-            .collect();
-        response
-    };
+    let respond = |errors: &dyn Fn(&str, i32) -> i16| commit_response(&request, errors);
     if let Err(e) = shard.coordinator.ready(shard, &group_id) {
         return respond(&|_, _| e);
     }
@@ -764,6 +739,35 @@ async fn commit(shard: &Rc<Shard>, request: m::OffsetCommitRequest) -> m::Offset
             .copied()
             .unwrap_or(code::NONE)
     })
+}
+
+/// An OffsetCommit response listing every partition of `request` with its error.
+pub fn commit_response(
+    request: &m::OffsetCommitRequest,
+    errors: &dyn Fn(&str, i32) -> i16,
+) -> m::OffsetCommitResponse {
+    let mut response = m::OffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let mut topic = m::offset_commit_response::OffsetCommitResponseTopic::default();
+            topic.name = t.name.clone();
+            topic.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out =
+                        m::offset_commit_response::OffsetCommitResponsePartition::default();
+                    out.partition_index = p.partition_index;
+                    out.error_code = errors(&t.name, p.partition_index);
+                    out
+                })
+                .collect();
+            topic
+        })
+        .collect();
+    response
 }
 
 fn fetch_offsets(
@@ -1055,33 +1059,10 @@ async fn write(
 
 pub async fn append(log: &Rc<PartitionLog>, batch: Vec<(Bytes, Option<Bytes>)>) -> Result<(), i16> {
     let timestamp = now_ms();
-    let records: Vec<Record> = batch
+    let records = batch
         .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Not an idempotent batch (base sequence -1); the encoder keeps records in one
-            // batch only while offset minus sequence stays constant.
-            sequence: i as i32 - 1,
-            timestamp,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options)
+        .map(|(key, value)| (Some(key), value, timestamp));
+    let buf = batch::encode_records(records, (-1, -1, -1), Compression::None)
         .map_err(|_| code::UNKNOWN_SERVER_ERROR)?;
     let headers =
         batch::validate_record_set(&buf, usize::MAX).map_err(|_| code::UNKNOWN_SERVER_ERROR)?;

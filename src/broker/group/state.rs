@@ -494,17 +494,20 @@ impl Group {
         }
         let was_empty = self.state == GroupState::Empty;
         self.set_state(GroupState::PreparingRebalance, now);
-        let timeout = self
-            .members
-            .iter()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        let deadline = now.instant + timeout;
+        let deadline = now.instant + self.rebalance_timeout();
         self.rebalance_deadline = Some(deadline);
         self.sync_deadline = None;
         self.join_not_before = (was_empty && !initial_delay.is_zero())
             .then(|| (now.instant + initial_delay).min(deadline));
+    }
+
+    /// A rebalance waits as long as its most patient member allows.
+    fn rebalance_timeout(&self) -> Duration {
+        self.members
+            .iter()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default()
     }
 
     fn try_complete_join(&mut self, now: Now) {
@@ -555,13 +558,7 @@ impl Group {
             self.leader = self.members.first().map(|m| m.id.clone());
         }
         self.set_state(GroupState::CompletingRebalance, now);
-        let timeout = self
-            .members
-            .iter()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        self.sync_deadline = Some(now.instant + timeout);
+        self.sync_deadline = Some(now.instant + self.rebalance_timeout());
         let ids: Vec<String> = self.members.iter().map(|m| m.id.clone()).collect();
         for id in ids {
             let outcome = self.join_outcome(&id);
