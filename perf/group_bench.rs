@@ -166,15 +166,20 @@ fn rebalance(bootstrap: &str) {
     }
 }
 
-fn commit(bootstrap: &str) {
-    const ROUNDS: usize = 3000;
-    create_topic(bootstrap, "commit-bench", PARTITIONS, &[]);
-    let producer: FutureProducer = ClientConfig::new()
+/// acks=all, no linger: for one-at-a-time latency measurements.
+fn synchronous_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("linger.ms", "0")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+fn commit(bootstrap: &str) {
+    const ROUNDS: usize = 3000;
+    create_topic(bootstrap, "commit-bench", PARTITIONS, &[]);
+    let producer = synchronous_producer(bootstrap);
     let value = vec![b'x'; 100];
     let mut produce = Histogram::<u64>::new(3).unwrap();
     let started = Instant::now();
@@ -289,12 +294,7 @@ fn fill(bootstrap: &str, topic: &str, megabytes: usize) {
 
 fn latency(bootstrap: &str, topic: &str, seconds: u64) {
     create_topic(bootstrap, topic, 1, &[]);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer");
+    let producer = synchronous_producer(bootstrap);
     let value = vec![b'x'; 1024];
     let mut h = Histogram::<u64>::new(3).unwrap();
     let started = Instant::now();
