@@ -212,3 +212,27 @@ fn kill_9_while_cleaning_never_loses_a_latest_value() {
         "the cleaner ran at least once"
     );
 }
+
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir.path().join("data"));
+    create_compacted(&broker.bootstrap, "keys-only", "1000");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("message.timeout.ms", "10000")
+        .set("enable.idempotence", "false")
+        .set("retries", "0")
+        .create()
+        .expect("producer");
+    let keyless = FutureRecord::<(), _>::to("keys-only").payload("no key");
+    let result = futures::executor::block_on(producer.send(keyless, Duration::from_secs(10)));
+    let (error, _) = result.expect_err("a keyless record is refused");
+    assert_eq!(
+        error.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::InvalidRecord),
+        "{error}"
+    );
+    let keyed = FutureRecord::to("keys-only").key("k").payload("v");
+    futures::executor::block_on(producer.send(keyed, Duration::from_secs(10))).expect("keyed");
+}

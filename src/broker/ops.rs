@@ -99,8 +99,15 @@ pub fn produce_local(
             ));
             continue;
         };
-        let max_bytes = log.config().max_message_bytes as usize;
-        let headers = match batch::validate_record_set(&records, max_bytes) {
+        let config = log.config();
+        let validated = batch::validate_record_set(&records, config.max_message_bytes as usize)
+            .and_then(|headers| {
+                if config.cleanup_policy.compact {
+                    batch::check_keys(&records, &headers)?;
+                }
+                Ok(headers)
+            });
+        let headers = match validated {
             Ok(headers) => headers,
             Err(e) => {
                 results.push(ProduceResult::refused(

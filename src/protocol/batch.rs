@@ -54,6 +54,10 @@ pub enum BatchError {
     TooLarge { size: usize, limit: usize },
     #[error("empty record set")]
     Empty,
+    #[error("a compacted topic cannot accept a record without a key")]
+    MissingKey,
+    #[error("a record inside the batch is malformed")]
+    BadRecord,
 }
 
 impl BatchError {
@@ -62,8 +66,11 @@ impl BatchError {
         match self {
             BatchError::OldMagic(_) => 43,     // UNSUPPORTED_FOR_MESSAGE_FORMAT
             BatchError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
-            BatchError::BadRecordCount { .. } | BatchError::ControlBatch | BatchError::Empty => 87, // INVALID_RECORD
-            _ => 2, // CORRUPT_MESSAGE
+            BatchError::BadRecordCount { .. }
+            | BatchError::ControlBatch
+            | BatchError::Empty
+            | BatchError::MissingKey => 87, // INVALID_RECORD
+            _ => 2,                            // CORRUPT_MESSAGE
         }
     }
 }
@@ -217,6 +224,63 @@ pub fn validate_record_set(
         headers.push(header);
     }
     Ok(headers)
+}
+
+/// Kafka's rule for compacted topics: every record has a key. Uncompressed batches are walked
+/// in place (length, attributes, timestamp and offset deltas, key length); compressed ones are
+/// decoded. `headers` are those `validate_record_set` returned for `bytes`.
+pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
+    let mut position = 0;
+    for header in headers {
+        let batch = &bytes[position..position + header.size];
+        position += header.size;
+        if header.compression() != 0 {
+            let mut owned = bytes::Bytes::copy_from_slice(batch);
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut owned)
+                .map_err(|_| BatchError::BadRecord)?;
+            if set.records.iter().any(|r| r.key.is_none()) {
+                return Err(BatchError::MissingKey);
+            }
+            continue;
+        }
+        let mut reader = crate::protocol::wire::Reader::new(&batch[HEADER_BYTES..]);
+        for _ in 0..header.record_count {
+            let length = varint(&mut reader)?;
+            let start = reader.position();
+            reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
+            skip_varlong(&mut reader)?; // timestamp delta
+            varint(&mut reader)?; // offset delta
+            if varint(&mut reader)? < 0 {
+                return Err(BatchError::MissingKey);
+            }
+            let end = start
+                .checked_add(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)
+                .ok_or(BatchError::BadRecord)?;
+            let skip = end
+                .checked_sub(reader.position())
+                .ok_or(BatchError::BadRecord)?;
+            reader.take(skip).map_err(|_| BatchError::BadRecord)?;
+        }
+    }
+    Ok(())
+}
+
+/// A zigzag-encoded signed varint (record fields).
+fn varint(reader: &mut crate::protocol::wire::Reader<'_>) -> Result<i32, BatchError> {
+    let raw = reader
+        .unsigned_varint()
+        .map_err(|_| BatchError::BadRecord)?;
+    Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+fn skip_varlong(reader: &mut crate::protocol::wire::Reader<'_>) -> Result<(), BatchError> {
+    for _ in 0..10 {
+        let byte = reader.take(1).map_err(|_| BatchError::BadRecord)?[0];
+        if byte & 0x80 == 0 {
+            return Ok(());
+        }
+    }
+    Err(BatchError::BadRecord)
 }
 
 /// Assigns the batch's base offset and stamps the leader epoch; both are outside the CRC.
@@ -403,10 +467,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn records_without_a_key_are_found_in_plain_and_compressed_batches() {
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let keyed = [
+                (
+                    Some(bytes::Bytes::from_static(b"k1")),
+                    Some(bytes::Bytes::from_static(b"v")),
+                ),
+                (Some(bytes::Bytes::from_static(b"k2")), None),
+            ];
+            let bytes = encode_records(
+                keyed.iter().map(|(k, v)| (k.clone(), v.clone(), 1)),
+                (-1, -1, -1),
+                codec,
+            )
+            .unwrap();
+            let headers = validate_record_set(&bytes, usize::MAX).unwrap();
+            assert_eq!(check_keys(&bytes, &headers), Ok(()), "{codec:?}");
+            let keyless = [
+                (Some(bytes::Bytes::from_static(b"k1")), None),
+                (None, Some(bytes::Bytes::from_static(b"v"))),
+            ];
+            let bytes = encode_records(
+                keyless.iter().map(|(k, v)| (k.clone(), v.clone(), 1)),
+                (-1, -1, -1),
+                codec,
+            )
+            .unwrap();
+            let headers = validate_record_set(&bytes, usize::MAX).unwrap();
+            assert_eq!(
+                check_keys(&bytes, &headers),
+                Err(BatchError::MissingKey),
+                "{codec:?}"
+            );
+            assert_eq!(BatchError::MissingKey.kafka_code(), 87);
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let _ = validate_record_set(&data, 1 << 20);
+            if let Ok(headers) = validate_record_set(&data, 1 << 20) {
+                let _ = check_keys(&data, &headers);
+            }
             let _ = parse_header(&data);
         }
     }
