@@ -248,7 +248,7 @@ pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchErro
             let length = varint(&mut reader)?;
             let start = reader.position();
             reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
-            skip_varlong(&mut reader)?; // timestamp delta
+            varlong(&mut reader)?; // timestamp delta
             varint(&mut reader)?; // offset delta
             if varint(&mut reader)? < 0 {
                 return Err(BatchError::MissingKey);
@@ -265,22 +265,78 @@ pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchErro
     Ok(())
 }
 
+/// One record of an uncompressed batch, as the cleaner needs it.
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    /// A null value: a tombstone.
+    pub tombstone: bool,
+}
+
+/// Walks the records of an uncompressed batch (`header.compression() == 0`) in place.
+pub fn for_each_record<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(RecordView<'a>),
+) -> Result<(), BatchError> {
+    if header.compression() != 0 || batch.len() < HEADER_BYTES {
+        return Err(BatchError::BadRecord);
+    }
+    let mut reader = crate::protocol::wire::Reader::new(&batch[HEADER_BYTES..]);
+    for _ in 0..header.record_count {
+        let length = varint(&mut reader)?;
+        let start = reader.position();
+        reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
+        let timestamp_delta = varlong(&mut reader)?;
+        let offset_delta = varint(&mut reader)?;
+        let key_length = varint(&mut reader)?;
+        let key = if key_length < 0 {
+            None
+        } else {
+            Some(
+                reader
+                    .take(key_length as usize)
+                    .map_err(|_| BatchError::BadRecord)?,
+            )
+        };
+        let value_length = varint(&mut reader)?;
+        visit(RecordView {
+            offset: header.base_offset + i64::from(offset_delta),
+            timestamp: header.base_timestamp.saturating_add(timestamp_delta),
+            key,
+            tombstone: value_length < 0,
+        });
+        let end = start
+            .checked_add(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)
+            .ok_or(BatchError::BadRecord)?;
+        let skip = end
+            .checked_sub(reader.position())
+            .ok_or(BatchError::BadRecord)?;
+        reader.take(skip).map_err(|_| BatchError::BadRecord)?;
+    }
+    Ok(())
+}
+
+/// A zigzag-encoded signed varlong (record fields).
+fn varlong(reader: &mut crate::protocol::wire::Reader<'_>) -> Result<i64, BatchError> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = reader.take(1).map_err(|_| BatchError::BadRecord)?[0];
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(BatchError::BadRecord)
+}
+
 /// A zigzag-encoded signed varint (record fields).
 fn varint(reader: &mut crate::protocol::wire::Reader<'_>) -> Result<i32, BatchError> {
     let raw = reader
         .unsigned_varint()
         .map_err(|_| BatchError::BadRecord)?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
-}
-
-fn skip_varlong(reader: &mut crate::protocol::wire::Reader<'_>) -> Result<(), BatchError> {
-    for _ in 0..10 {
-        let byte = reader.take(1).map_err(|_| BatchError::BadRecord)?[0];
-        if byte & 0x80 == 0 {
-            return Ok(());
-        }
-    }
-    Err(BatchError::BadRecord)
 }
 
 /// Assigns the batch's base offset and stamps the leader epoch; both are outside the CRC.
@@ -505,11 +561,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_in_place_record_walk_agrees_with_the_library() {
+        let records: Vec<_> = (0..300)
+            .map(|i: i64| {
+                let key =
+                    (i % 7 != 3).then(|| bytes::Bytes::from(format!("key-{}", i * 1_000_003)));
+                let value =
+                    (i % 5 != 0).then(|| bytes::Bytes::from(vec![b'x'; (i * 13 % 200) as usize]));
+                (key, value, 1_700_000_000_000 + i * 997)
+            })
+            .collect();
+        let mut bytes = encode_records(records.clone(), (-1, -1, -1), Compression::None).unwrap();
+        assign_offset(&mut bytes, 5_000, 0);
+        let header = parse_checked(&bytes).unwrap();
+        let mut walked = Vec::new();
+        for_each_record(&bytes, &header, |r| {
+            walked.push((
+                r.offset,
+                r.timestamp,
+                r.key.map(<[u8]>::to_vec),
+                r.tombstone,
+            ))
+        })
+        .unwrap();
+        let decoded =
+            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes.freeze()).unwrap();
+        let expected: Vec<_> = decoded
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    r.timestamp,
+                    r.key.as_ref().map(|k| k.to_vec()),
+                    r.value.is_none(),
+                )
+            })
+            .collect();
+        assert_eq!(walked, expected);
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             if let Ok(headers) = validate_record_set(&data, 1 << 20) {
                 let _ = check_keys(&data, &headers);
+                if let Some(header) = headers.first() {
+                    let _ = for_each_record(&data[..header.size], header, |_| {});
+                }
             }
             let _ = parse_header(&data);
         }

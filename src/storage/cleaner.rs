@@ -222,6 +222,16 @@ fn codec(header: &BatchHeader) -> Compression {
 
 type KeyMap = HashMap<Bytes, Offset, ahash::RandomState>;
 
+/// Records `offset` as the latest of `key`; the key is copied only the first time it is seen.
+fn note_latest(latest: &mut KeyMap, key: &[u8], offset: Offset) {
+    match latest.get_mut(key) {
+        Some(at) => *at = (*at).max(offset),
+        None => {
+            latest.insert(Bytes::copy_from_slice(key), offset);
+        }
+    }
+}
+
 impl PartitionLog {
     /// One compaction pass, if the log is due one. Returns what it did.
     pub async fn clean(self: &Rc<Self>, now_ms: i64) -> Result<Option<CleanStats>, LogError> {
@@ -294,15 +304,25 @@ impl PartitionLog {
                     if header.is_control() {
                         continue;
                     }
-                    let set = RecordBatchDecoder::decode(&mut bytes)
+                    if header.compression() == 0 {
+                        // Uncompressed: keys are read in place; a key is copied only when new.
+                        batch::for_each_record(&bytes, &header, |record| {
+                            if let Some(key) = record.key {
+                                note_latest(&mut latest, key, record.offset);
+                            }
+                        })
                         .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-                    for record in set.records {
-                        if let Some(key) = record.key {
-                            latest.insert(Bytes::copy_from_slice(&key), record.offset);
+                    } else {
+                        let set = RecordBatchDecoder::decode(&mut bytes)
+                            .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
+                        for record in set.records {
+                            if let Some(key) = record.key {
+                                note_latest(&mut latest, &key, record.offset);
+                            }
                         }
                     }
+                    runtime::yield_to_requests().await;
                 }
-                runtime::yield_to_requests().await;
             }
         }
         let mut stats = CleanStats::default();
@@ -523,6 +543,35 @@ fn retain(
 ) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
     if header.is_control() {
         return Ok(Some((header, bytes)));
+    }
+    let keep = |key: Option<&[u8]>, offset: i64, tombstone: bool, timestamp: i64| {
+        key.is_some_and(|k| latest.get(k) == Some(&offset))
+            && !(tombstone && timestamp.saturating_add(delete_retention_ms) <= now_ms)
+    };
+    if header.compression() == 0 {
+        // Count in place first: most batches keep all or nothing, and need no re-encoding.
+        let (mut kept, mut tombstones_gone, mut due) = (0, 0, None::<i64>);
+        batch::for_each_record(&bytes, &header, |r| {
+            if keep(r.key, r.offset, r.tombstone, r.timestamp) {
+                kept += 1;
+                if r.tombstone {
+                    let at = r.timestamp.saturating_add(delete_retention_ms);
+                    due = Some(due.map_or(at, |d| d.min(at)));
+                }
+            } else if r.tombstone && r.key.is_some_and(|k| latest.get(k) == Some(&r.offset)) {
+                tombstones_gone += 1;
+            }
+        })
+        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
+        let total = header.record_count as usize;
+        if kept == total || kept == 0 {
+            stats.records_removed += (total - kept) as u64;
+            stats.tombstones_removed += tombstones_gone;
+            if let Some(at) = due {
+                stats.tombstones_due_ms = Some(stats.tombstones_due_ms.map_or(at, |t| t.min(at)));
+            }
+            return Ok((kept == total).then_some((header, bytes)));
+        }
     }
     let set = RecordBatchDecoder::decode(&mut bytes.clone())
         .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
