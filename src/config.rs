@@ -472,6 +472,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// Idempotent producers idle this long are forgotten by each partition.
     pub producer_id_expiration_ms: i64,
+    /// Read rate of each shard's cleaner; `f64::MAX` (Kafka's default) is unlimited.
+    pub log_cleaner_io_max_bytes_per_second: f64,
     /// Same value as `topic_defaults.max_message_bytes`.
     pub message_max_bytes: u32,
     pub socket_request_max_bytes: u32,
@@ -526,6 +528,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
             producer_id_expiration_ms: 86_400_000,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
             message_max_bytes: topic_defaults.max_message_bytes,
             topic_defaults,
             socket_request_max_bytes: 104_857_600,
@@ -773,6 +776,10 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
     if let Some(value) = settings.integer("producer.id.expiration.ms", 1, i64::MAX.into())? {
         config.producer_id_expiration_ms = value;
     }
+    if let Some(value) = settings.get("log.cleaner.io.max.bytes.per.second") {
+        config.log_cleaner_io_max_bytes_per_second =
+            parse_rate("log.cleaner.io.max.bytes.per.second", value)?;
+    }
     if let Some(value) = settings.integer("socket.request.max.bytes", 1, i32::MAX.into())? {
         config.socket_request_max_bytes = value;
     }
@@ -975,6 +982,15 @@ fn parse_boolean(key: &str, value: &str) -> Result<bool, ConfigError> {
     } else {
         Err(invalid(key, value, "true or false"))
     }
+}
+
+fn parse_rate(key: &str, value: &str) -> Result<f64, ConfigError> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| invalid(key, value, "a positive number of bytes per second"))
 }
 
 fn parse_ratio(key: &str, value: &str) -> Result<f64, ConfigError> {

@@ -81,6 +81,9 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: ShardId, count: usize, config: Arc<BrokerConfig>) -> Rc<Shard> {
         let storage = ShardStorage::new(config.batch_cache_bytes);
+        storage
+            .cleaner_io_bytes_per_second
+            .set(config.log_cleaner_io_max_bytes_per_second);
         Rc::new(Shard {
             id,
             count,

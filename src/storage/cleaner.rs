@@ -130,6 +130,34 @@ pub fn recover_interrupted(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Paces a pass's reads at `log.cleaner.io.max.bytes.per.second`.
+struct Throttle {
+    bytes_per_second: f64,
+    started: std::time::Instant,
+    read: u64,
+}
+
+impl Throttle {
+    fn new(bytes_per_second: f64) -> Self {
+        Throttle {
+            bytes_per_second,
+            started: std::time::Instant::now(),
+            read: 0,
+        }
+    }
+
+    async fn account(&mut self, bytes: usize) {
+        self.read += bytes as u64;
+        if self.bytes_per_second >= f64::MAX {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(self.read as f64 / self.bytes_per_second);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            runtime::sleep(wait).await;
+        }
+    }
+}
+
 /// Reads a segment file batch by batch.
 struct BatchReader {
     file: Rc<DmaFile>,
@@ -149,7 +177,10 @@ impl BatchReader {
     }
 
     /// The next whole batches; `None` at the end of the file.
-    async fn next(&mut self) -> Result<Option<Vec<(BatchHeader, Bytes)>>, LogError> {
+    async fn next(
+        &mut self,
+        throttle: &mut Throttle,
+    ) -> Result<Option<Vec<(BatchHeader, Bytes)>>, LogError> {
         loop {
             let mut out = Vec::new();
             while !self.carry.is_empty() {
@@ -178,6 +209,7 @@ impl BatchReader {
             }
             self.position += data.len() as u64;
             self.carry.extend_from_slice(&data);
+            throttle.account(data.len()).await;
         }
     }
 }
@@ -295,11 +327,12 @@ impl PartitionLog {
         if total == 0 || !(dirty_enough || tombstones_due) {
             return Ok(None);
         }
+        let throttle = &mut Throttle::new(self.storage.cleaner_io_bytes_per_second.get());
         // The latest offset of every key in the cleanable range.
         let mut latest = KeyMap::default();
         for source in &sources {
             let mut reader = BatchReader::new(source.file.clone(), source.size);
-            while let Some(batches) = reader.next().await? {
+            while let Some(batches) = reader.next(throttle).await? {
                 for (header, mut bytes) in batches {
                     if header.is_control() {
                         continue;
@@ -343,7 +376,14 @@ impl PartitionLog {
         }
         for group in groups {
             let done = self
-                .rewrite_group(group, &latest, now_ms, &config, stop, &mut stats)
+                .rewrite_group(
+                    group,
+                    &latest,
+                    now_ms,
+                    &config,
+                    stop,
+                    (&mut stats, throttle),
+                )
                 .await?;
             if !done {
                 return Ok(None);
@@ -367,7 +407,7 @@ impl PartitionLog {
         now_ms: i64,
         config: &crate::config::TopicConfig,
         stop: StopAt,
-        stats: &mut CleanStats,
+        (stats, throttle): (&mut CleanStats, &mut Throttle),
     ) -> Result<bool, LogError> {
         let base = group[0].base;
         let end = group.last().expect("non-empty group").last + 1;
@@ -383,7 +423,7 @@ impl PartitionLog {
             stats.segments_in += 1;
             stats.bytes_in += source.size;
             let mut reader = BatchReader::new(source.file.clone(), source.size);
-            while let Some(batches) = reader.next().await? {
+            while let Some(batches) = reader.next(throttle).await? {
                 for (header, bytes) in batches {
                     let Some((header, bytes)) = retain(
                         header,

@@ -96,6 +96,8 @@ pub struct ShardStorage {
     dirty: RefCell<Vec<Rc<PartitionLog>>>,
     wake: RefCell<Option<oneshot::Sender<()>>>,
     pub syncs_total: Cell<u64>,
+    /// How fast this shard's cleaner may read (`log.cleaner.io.max.bytes.per.second`).
+    pub cleaner_io_bytes_per_second: Cell<f64>,
 }
 
 impl ShardStorage {
@@ -107,6 +109,7 @@ impl ShardStorage {
             dirty: RefCell::new(Vec::new()),
             wake: RefCell::new(None),
             syncs_total: Cell::new(0),
+            cleaner_io_bytes_per_second: Cell::new(f64::MAX),
         })
     }
 

@@ -615,3 +615,46 @@ fn a_crash_at_any_step_of_the_swap_leaves_a_readable_log_with_every_latest_value
         });
     }
 }
+
+#[test]
+fn compaction_waits_for_the_lag_and_the_dirty_ratio_and_reads_at_the_io_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        // Records are timestamped 1000..1120: a 10 s lag keeps them out at t=5000.
+        let config = TopicConfig {
+            min_compaction_lag_ms: 10_000,
+            ..compacted(1_000)
+        };
+        let log = open(&path, config, 1 << 20).await;
+        write_updates(&log, Compression::None).await;
+        assert_eq!(log.clean(5_000).await.unwrap(), None, "too young");
+        let stats = log.clean(20_000).await.unwrap().expect("old enough");
+        assert!(stats.records_removed > 0);
+        // Nothing new since: under any ratio above zero there is nothing dirty to clean.
+        log.state.borrow_mut().tombstones_due_ms = None;
+        assert_eq!(log.clean(30_000).await.unwrap(), None, "nothing dirty");
+        // A ratio of 1 needs every cleanable byte to be new.
+        let mut config = log.config();
+        config.min_cleanable_dirty_ratio = 1.0;
+        log.set_config(config);
+        write_updates(&log, Compression::None).await;
+        assert_eq!(log.clean(40_000).await.unwrap(), None, "clean bytes lower the ratio");
+        // The read budget paces a pass: 100 KiB/s over the log's bytes takes measurable time.
+        let mut config = log.config();
+        config.min_cleanable_dirty_ratio = 0.01;
+        log.set_config(config);
+        let bytes: u64 = log
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.size)
+            .sum();
+        log.storage.cleaner_io_bytes_per_second.set(100.0 * 1024.0);
+        let started = std::time::Instant::now();
+        log.clean(50_000).await.unwrap().expect("dirty again");
+        let floor = std::time::Duration::from_secs_f64(bytes as f64 / (100.0 * 1024.0) * 0.9);
+        assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
+    });
+}
