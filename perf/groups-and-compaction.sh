@@ -43,6 +43,16 @@ echo "== rebalance" >&2
 echo "== commit" >&2
 "$BENCH" commit "$BOOTSTRAP" | tee "$WORK/commit.txt" >&2
 
+echo "== coordinator load: restart and replay __consumer_offsets" >&2
+stop_broker
+start_broker
+for _ in $(seq 1 300); do
+  grep -q "offsets partition loaded" "$WORK/broker.stderr" && break
+  sleep 0.1
+done
+LOAD=$(grep "offsets partition loaded" "$WORK/broker.stderr" | sed 's/.*partition=/partition=/; s/\x1b\[[0-9;]*m//g')
+[ -n "$LOAD" ] || { echo "no offsets partition was loaded" >&2; exit 1; }
+
 echo "== compaction: fill $FILL_MB MB (not yet cleanable), then measure" >&2
 "$BENCH" fill "$BOOTSTRAP" compact-bench "$FILL_MB" | tee "$WORK/fill.txt" >&2
 "$BENCH" latency "$BOOTSTRAP" probe 5 | tee "$WORK/idle.txt" >&2
@@ -73,6 +83,9 @@ stop_broker
   echo
   echo "## Offset commits"
   cat "$WORK/commit.txt"
+  echo
+  echo "## Coordinator load after a restart (the commits above, replayed from __consumer_offsets)"
+  echo "$LOAD"
   echo
   echo "## Produce latency while compacting (1 shard)"
   cat "$WORK/fill.txt"

@@ -639,22 +639,24 @@ fn compaction_waits_for_the_lag_and_the_dirty_ratio_and_reads_at_the_io_limit() 
         config.min_cleanable_dirty_ratio = 1.0;
         log.set_config(config);
         write_updates(&log, Compression::None).await;
-        assert_eq!(log.clean(40_000).await.unwrap(), None, "clean bytes lower the ratio");
+        assert_eq!(
+            log.clean(40_000).await.unwrap(),
+            None,
+            "clean bytes lower the ratio"
+        );
         // The read budget paces a pass: 100 KiB/s over the log's bytes takes measurable time.
         let mut config = log.config();
         config.min_cleanable_dirty_ratio = 0.01;
         log.set_config(config);
-        let bytes: u64 = log
-            .state
-            .borrow()
-            .segments
-            .iter()
-            .map(|s| s.size)
-            .sum();
+        let bytes: u64 = log.state.borrow().segments.iter().map(|s| s.size).sum();
         log.storage.cleaner_io_bytes_per_second.set(100.0 * 1024.0);
         let started = std::time::Instant::now();
         log.clean(50_000).await.unwrap().expect("dirty again");
         let floor = std::time::Duration::from_secs_f64(bytes as f64 / (100.0 * 1024.0) * 0.9);
-        assert!(started.elapsed() >= floor, "{:?} < {floor:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= floor,
+            "{:?} < {floor:?}",
+            started.elapsed()
+        );
     });
 }

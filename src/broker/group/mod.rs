@@ -1116,12 +1116,15 @@ pub fn start_load(shard: &Rc<Shard>, partition: i32, log: Rc<PartitionLog>) {
                     group.offsets = offsets;
                     groups.insert(id, group);
                 }
-                tracing::debug!(
-                    partition,
-                    groups = count,
-                    ms = started.elapsed().as_millis() as u64,
-                    "offsets partition loaded"
-                );
+                if count > 0 {
+                    tracing::info!(
+                        partition,
+                        groups = count,
+                        records = log.log_end_offset() - log.log_start_offset(),
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "offsets partition loaded"
+                    );
+                }
             }
             Err(e) => tracing::error!(partition, error = %e, "cannot load offsets partition"),
         }
