@@ -6,9 +6,12 @@
 //!   direct-I/O files.
 //! - [`protocol`]: the Kafka wire protocol; pure codecs, no I/O.
 //! - [`broker`]: shards, connections, one handler per API, the controller (shard 0).
-//! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery.
+//! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery,
+//!   compaction.
+//! - [`client`]: the Rust client for Kafka-compatible brokers (in progress).
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod runtime;

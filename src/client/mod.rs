@@ -1,0 +1,8 @@
+//! The Rust client for Kafka-compatible brokers (ours, Kafka, Redpanda). Built up piece by
+//! piece; so far:
+//!
+//! - `partitioner`: where a record goes. Kafka's murmur2 for keyed records (a key lands on the
+//!   same partition as with the Java client), sticky for unkeyed ones (KIP-480), round-robin on
+//!   request, or a partitioner of the application's own.
+
+pub mod partitioner;
