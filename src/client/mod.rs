@@ -1,11 +1,17 @@
 //! The Rust client for Kafka-compatible brokers (ours, Kafka, Redpanda). Built up piece by
 //! piece; so far:
 //!
+//! - `admin`: topics (create, delete, describe through Metadata).
+//! - `blocking`: run client code from a program that is not async.
+//! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
 //! - `partitioner`: where a record goes. Kafka's murmur2 for keyed records (a key lands on the
 //!   same partition as with the Java client), sticky for unkeyed ones (KIP-480), round-robin on
 //!   request, or a partitioner of the application's own.
 
+pub mod admin;
+pub mod blocking;
+pub mod connection;
 pub mod error;
 pub mod partitioner;
 

@@ -36,6 +36,15 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Connects to `addr` (for clients), with Nagle off.
+    pub async fn connect(addr: SocketAddr) -> io::Result<Stream> {
+        let inner = glommio::net::TcpStream::connect(addr)
+            .await
+            .map_err(io::Error::from)?;
+        inner.set_nodelay(true).map_err(io::Error::from)?;
+        Ok(Stream { inner })
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.peer_addr().map_err(io::Error::from)
     }
