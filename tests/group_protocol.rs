@@ -401,3 +401,164 @@ fn static_members_survive_kill_9_and_a_replaced_instance_is_fenced() {
         0
     );
 }
+
+/// Every served version of every group API answers (a response the crate decodes in that
+/// version) rather than closing the connection on an encoding error. A member joins, syncs and
+/// is described in each JoinGroup/SyncGroup/DescribeGroups version, so the populated fields
+/// (member lists, instance ids, protocol names) are encoded in every version too.
+#[test]
+fn every_version_of_every_group_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    let mut client = Client::connect(&broker.bootstrap);
+    raw::create_topic(&mut client, "versions", &[]);
+    find_coordinator(&mut client, "any");
+    for version in 0..=9i16 {
+        let group = format!("v{version}");
+        let mut request = m::JoinGroupRequest::default();
+        request.group_id = GroupId(s(&group));
+        request.session_timeout_ms = 10_000;
+        if version >= 1 {
+            request.rebalance_timeout_ms = 10_000;
+        }
+        request.protocol_type = s("consumer");
+        let mut protocol = m::join_group_request::JoinGroupRequestProtocol::default();
+        protocol.name = s("range");
+        protocol.metadata = Bytes::from_static(b"m");
+        request.protocols.push(protocol);
+        let mut joined: m::JoinGroupResponse = client.call(ApiKey::JoinGroup, version, &request);
+        if joined.error_code == MEMBER_ID_REQUIRED {
+            request.member_id = joined.member_id.clone();
+            joined = client.call(ApiKey::JoinGroup, version, &request);
+        }
+        assert_eq!(joined.error_code, 0, "JoinGroup v{version}");
+        assert_eq!(joined.members.len(), 1, "JoinGroup v{version}");
+        let member = joined.member_id.to_string();
+        if version <= 5 {
+            let synced = {
+                let mut request = m::SyncGroupRequest::default();
+                request.group_id = GroupId(s(&group));
+                request.member_id = s(&member);
+                request.generation_id = joined.generation_id;
+                let mut a = m::sync_group_request::SyncGroupRequestAssignment::default();
+                a.member_id = s(&member);
+                a.assignment = Bytes::from_static(b"a");
+                request.assignments.push(a);
+                let response: m::SyncGroupResponse =
+                    client.call(ApiKey::SyncGroup, version, &request);
+                response
+            };
+            assert_eq!(synced.error_code, 0, "SyncGroup v{version}");
+            let mut request = m::DescribeGroupsRequest::default();
+            request.groups = vec![GroupId(s(&group))];
+            let described: m::DescribeGroupsResponse =
+                client.call(ApiKey::DescribeGroups, version, &request);
+            assert_eq!(
+                described.groups[0].members.len(),
+                1,
+                "DescribeGroups v{version}"
+            );
+        }
+        if version <= 4 {
+            let mut request = m::HeartbeatRequest::default();
+            request.group_id = GroupId(s(&group));
+            request.member_id = s(&member);
+            request.generation_id = joined.generation_id;
+            let response: m::HeartbeatResponse = client.call(ApiKey::Heartbeat, version, &request);
+            assert!(
+                matches!(response.error_code, 0 | 27),
+                "Heartbeat v{version}: {}",
+                response.error_code
+            );
+        }
+        if version <= 5 {
+            let mut request = m::LeaveGroupRequest::default();
+            request.group_id = GroupId(s(&group));
+            if version >= 3 {
+                let mut identity = m::leave_group_request::MemberIdentity::default();
+                identity.member_id = s(&member);
+                request.members.push(identity);
+            } else {
+                request.member_id = s(&member);
+            }
+            let _: m::LeaveGroupResponse = client.call(ApiKey::LeaveGroup, version, &request);
+        }
+    }
+    for version in 0..=4 {
+        let mut request = m::FindCoordinatorRequest::default();
+        if version >= 4 {
+            request.coordinator_keys = vec![s("k")];
+        } else {
+            request.key = s("k");
+        }
+        let _: m::FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, version, &request);
+    }
+    for version in 2..=9 {
+        let mut request = m::OffsetCommitRequest::default();
+        request.group_id = GroupId(s("committer"));
+        request.generation_id_or_member_epoch = -1;
+        let mut t = m::offset_commit_request::OffsetCommitRequestTopic::default();
+        t.name = TopicName(s("versions"));
+        let mut p = m::offset_commit_request::OffsetCommitRequestPartition::default();
+        p.committed_offset = i64::from(version);
+        t.partitions.push(p);
+        request.topics.push(t);
+        let response: m::OffsetCommitResponse =
+            client.call(ApiKey::OffsetCommit, version, &request);
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{version}"
+        );
+    }
+    for version in 1..=9 {
+        let mut request = m::OffsetFetchRequest::default();
+        if version >= 8 {
+            let mut g = m::offset_fetch_request::OffsetFetchRequestGroup::default();
+            g.group_id = GroupId(s("committer"));
+            g.topics = None;
+            request.groups.push(g);
+        } else {
+            request.group_id = GroupId(s("committer"));
+            let mut t = m::offset_fetch_request::OffsetFetchRequestTopic::default();
+            t.name = TopicName(s("versions"));
+            t.partition_indexes = vec![0];
+            request.topics = Some(vec![t]);
+        }
+        let response: m::OffsetFetchResponse = client.call(ApiKey::OffsetFetch, version, &request);
+        let offset = if version >= 8 {
+            response.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            response.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(offset, 9, "OffsetFetch v{version}");
+    }
+    for version in 0..=5 {
+        let _: m::ListGroupsResponse = client.call(
+            ApiKey::ListGroups,
+            version,
+            &m::ListGroupsRequest::default(),
+        );
+    }
+    for version in 0..=2 {
+        let mut request = m::DeleteGroupsRequest::default();
+        request.groups_names = vec![GroupId(s(&format!("v{version}")))];
+        let _: m::DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, version, &request);
+    }
+    let mut request = m::OffsetDeleteRequest::default();
+    request.group_id = GroupId(s("committer"));
+    let _: m::OffsetDeleteResponse = client.call(ApiKey::OffsetDelete, 0, &request);
+    for version in 0..=1 {
+        let mut request = m::ConsumerGroupDescribeRequest::default();
+        request.group_ids = vec![GroupId(s("committer"))];
+        let _: m::ConsumerGroupDescribeResponse =
+            client.call(ApiKey::ConsumerGroupDescribe, version, &request);
+        let mut request = m::ConsumerGroupHeartbeatRequest::default();
+        request.group_id = GroupId(s("new"));
+        request.member_id = s("member-1");
+        request.rebalance_timeout_ms = 30_000;
+        request.subscribed_topic_names = Some(vec![TopicName(s("versions"))]);
+        let response: m::ConsumerGroupHeartbeatResponse =
+            client.call(ApiKey::ConsumerGroupHeartbeat, version, &request);
+        assert_eq!(response.error_code, 0, "ConsumerGroupHeartbeat v{version}");
+    }
+}
