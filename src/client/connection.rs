@@ -31,6 +31,8 @@ pub struct Connection {
     waiters: Rc<Waiters>,
     /// Versions the broker serves: key → (min, max).
     versions: RefCell<HashMap<i16, (i16, i16)>>,
+    /// Set when the reader stops: the connection is dead and a new one is needed.
+    closed: Rc<Cell<bool>>,
 }
 
 impl Connection {
@@ -55,11 +57,13 @@ impl Connection {
             next_correlation: Cell::new(0),
             waiters: Rc::new(RefCell::new(HashMap::new())),
             versions: RefCell::new(HashMap::new()),
+            closed: Rc::new(Cell::new(false)),
         });
         runtime::spawn(read_responses(
             reader,
             connection.waiters.clone(),
             address.to_owned(),
+            connection.closed.clone(),
         ));
         // ApiVersions v3 has tagged fields both ways; a broker that does not know it answers
         // in v0 with UNSUPPORTED_VERSION and its list, which is all we need.
@@ -83,6 +87,11 @@ impl Connection {
         &self.broker
     }
 
+    /// The broker closed the connection (or it broke): requests on it fail.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// The highest version of `key` both we (`ours`: the range this client implements) and the
     /// broker speak.
     pub fn version(&self, key: ApiKey, ours: (i16, i16)) -> Result<i16, ClientError> {
@@ -103,6 +112,35 @@ impl Connection {
         version: i16,
         request: &Req,
     ) -> Result<Resp, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.write_request(key, version, request, Some(tx)).await?;
+        let mut body = rx.await.map_err(|_| ClientError::Io {
+            broker: self.broker.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionAborted),
+        })??;
+        Resp::decode(&mut body, version).map_err(|e| ClientError::Protocol {
+            broker: self.broker.clone(),
+            detail: format!("{key:?} v{version}: {e}"),
+        })
+    }
+
+    /// Sends a request the broker does not answer (Produce with acks=0).
+    pub async fn send_no_response<Req: Encodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<(), ClientError> {
+        self.write_request(key, version, request, None).await
+    }
+
+    async fn write_request<Req: Encodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        reply: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
+    ) -> Result<(), ClientError> {
         let protocol = |detail: String| ClientError::Protocol {
             broker: self.broker.clone(),
             detail,
@@ -124,31 +162,32 @@ impl Connection {
             .map_err(|e| protocol(format!("cannot encode {key:?} v{version}: {e}")))?;
         let length = (frame.len() - 4) as i32;
         frame[..4].copy_from_slice(&length.to_be_bytes());
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .borrow_mut()
-            .insert(correlation, (key, version, tx));
-        {
-            let _permit = self.write_lock.acquire_permit(1).await;
-            let mut writer = self.writer.borrow_mut().take();
-            let result = match writer.as_mut() {
-                Some(w) => w.write_vectored_all(&[frame.freeze()]).await,
-                None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
-            };
-            *self.writer.borrow_mut() = writer;
-            if let Err(source) = result {
-                self.waiters.borrow_mut().remove(&correlation);
-                return Err(ClientError::Io {
-                    broker: self.broker.clone(),
-                    source,
-                });
-            }
+        if let Some(tx) = reply {
+            self.waiters
+                .borrow_mut()
+                .insert(correlation, (key, version, tx));
         }
-        let mut body = rx.await.map_err(|_| ClientError::Io {
-            broker: self.broker.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::ConnectionAborted),
-        })??;
-        Resp::decode(&mut body, version).map_err(|e| protocol(format!("{key:?} v{version}: {e}")))
+        if self.closed.get() {
+            self.waiters.borrow_mut().remove(&correlation);
+            return Err(ClientError::Io {
+                broker: self.broker.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotConnected),
+            });
+        }
+        let _permit = self.write_lock.acquire_permit(1).await;
+        let mut writer = self.writer.borrow_mut().take();
+        let result = match writer.as_mut() {
+            Some(w) => w.write_vectored_all(&[frame.freeze()]).await,
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+        };
+        *self.writer.borrow_mut() = writer;
+        result.map_err(|source| {
+            self.waiters.borrow_mut().remove(&correlation);
+            ClientError::Io {
+                broker: self.broker.clone(),
+                source,
+            }
+        })
     }
 }
 
@@ -157,6 +196,7 @@ async fn read_responses(
     mut reader: crate::runtime::net::StreamReader,
     waiters: Rc<Waiters>,
     broker: String,
+    closed: Rc<Cell<bool>>,
 ) {
     let mut buffer = BytesMut::with_capacity(64 << 10);
     let failure = loop {
@@ -199,6 +239,7 @@ async fn read_responses(
             Err(e) => break e.to_string(),
         }
     };
+    closed.set(true);
     for (_, (_, _, tx)) in waiters.borrow_mut().drain() {
         let _ = tx.send(Err(ClientError::Io {
             broker: broker.clone(),

@@ -46,6 +46,26 @@ impl ClientError {
         }
     }
 
+    /// The same error again (one failed batch fails each of its records).
+    pub fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Kafka { error, message } => ClientError::Kafka {
+                error: *error,
+                message: message.clone(),
+            },
+            ClientError::Io { broker, source } => ClientError::Io {
+                broker: broker.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ClientError::Protocol { broker, detail } => ClientError::Protocol {
+                broker: broker.clone(),
+                detail: detail.clone(),
+            },
+            ClientError::Timeout(d) => ClientError::Timeout(*d),
+            ClientError::Config(c) => ClientError::Config(c.clone()),
+        }
+    }
+
     /// The Kafka error code, if the broker sent one.
     pub fn code(&self) -> Option<i16> {
         match self {

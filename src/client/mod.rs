@@ -5,6 +5,8 @@
 //! - `blocking`: run client code from a program that is not async.
 //! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
+//! - `producer`: batching per partition (`linger`, `batch_size`), compression, acks,
+//!   idempotence with safe retries, bounded memory, a delivery future per record.
 //! - `partitioner`: where a record goes. Kafka's murmur2 for keyed records (a key lands on the
 //!   same partition as with the Java client), sticky for unkeyed ones (KIP-480), round-robin on
 //!   request, or a partitioner of the application's own.
@@ -14,5 +16,6 @@ pub mod blocking;
 pub mod connection;
 pub mod error;
 pub mod partitioner;
+pub mod producer;
 
 pub use error::ClientError;
