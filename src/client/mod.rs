@@ -3,6 +3,8 @@
 //!
 //! - `admin`: topics (create, delete, describe through Metadata).
 //! - `blocking`: run client code from a program that is not async.
+//! - `consumer`: `assign`, `seek` (offset, beginning, end, timestamp), pause/resume, `poll`
+//!   with fetches to every leader in flight together; any codec.
 //! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
 //! - `producer`: batching per partition (`linger`, `batch_size`), compression, acks,
@@ -14,6 +16,7 @@
 pub mod admin;
 pub mod blocking;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;

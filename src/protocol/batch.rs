@@ -105,6 +105,11 @@ impl BatchHeader {
         self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
     }
 
+    /// The broker set the timestamps (LogAppendTime): every record has `max_timestamp`.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0
+    }
+
     pub fn is_control(&self) -> bool {
         self.attributes & ATTRIBUTE_CONTROL != 0
     }

@@ -1053,7 +1053,13 @@ impl PartitionLog {
                     let mut data = chunk.as_ref();
                     while let Ok(header) = batch::parse_header(data) {
                         if header.max_timestamp >= timestamp && header.last_offset() >= offset {
-                            found = Some((header.base_offset.max(offset), header.max_timestamp));
+                            found = Some(
+                                first_record_at(&data[..header.size], &header, offset, timestamp)
+                                    .unwrap_or((
+                                        header.base_offset.max(offset),
+                                        header.max_timestamp,
+                                    )),
+                            );
                             break;
                         }
                         offset = header.last_offset() + 1;
@@ -1196,6 +1202,37 @@ impl PartitionLog {
         file::write_whole(&self.dir.join(CLEAN_SHUTDOWN), b"").await?;
         Ok(())
     }
+}
+
+/// The first record of a batch at or after `offset` whose timestamp is at least `timestamp`,
+/// as Kafka answers ListOffsets by time (record by record, not batch by batch).
+fn first_record_at(
+    bytes: &[u8],
+    header: &BatchHeader,
+    offset: Offset,
+    timestamp: i64,
+) -> Option<(Offset, i64)> {
+    if header.is_log_append_time() {
+        return Some((header.base_offset.max(offset), header.max_timestamp));
+    }
+    let mut found = None;
+    if header.compression() == 0 {
+        batch::for_each_record(bytes, header, |r| {
+            if found.is_none() && r.offset >= offset && r.timestamp >= timestamp {
+                found = Some((r.offset, r.timestamp));
+            }
+        })
+        .ok()?;
+    } else {
+        let mut owned = Bytes::copy_from_slice(bytes);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut owned).ok()?;
+        found = set
+            .records
+            .iter()
+            .find(|r| r.offset >= offset && r.timestamp >= timestamp)
+            .map(|r| (r.offset, r.timestamp));
+    }
+    found
 }
 
 /// Opens one segment from disk. Sealed segments, and the last one after a clean shutdown, trust

@@ -1,0 +1,417 @@
+//! The consumer, partition assignment by the application (`assign`): positions per partition,
+//! `seek` (to an offset, the beginning, the end or a timestamp), `pause`/`resume`, and `poll`,
+//! which fetches from every leader with assigned partitions and decodes the batches (any
+//! codec). A fetch that starts inside a batch gets the whole batch; records before the
+//! position are skipped, as Kafka's clients do.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{self as m, ApiKey, BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::connection::Connection;
+use super::ClientError;
+use crate::protocol::batch;
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub bootstrap: String,
+    pub client_id: String,
+    /// Where a partition without a position starts: `Offset::Beginning` or `Offset::End`.
+    pub auto_offset_reset: Offset,
+    pub max_wait: Duration,
+    pub min_bytes: i32,
+    pub max_bytes: i32,
+    pub partition_max_bytes: i32,
+    /// 0: read uncommitted, 1: read committed.
+    pub isolation_level: i8,
+}
+
+impl ConsumerConfig {
+    pub fn new(bootstrap: &str) -> Self {
+        ConsumerConfig {
+            bootstrap: bootstrap.to_owned(),
+            client_id: "shardlog-consumer".into(),
+            auto_offset_reset: Offset::End,
+            max_wait: Duration::from_millis(500),
+            min_bytes: 1,
+            max_bytes: 50 << 20,
+            partition_max_bytes: 1 << 20,
+            isolation_level: 0,
+        }
+    }
+}
+
+/// A position to seek to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    Beginning,
+    End,
+    At(i64),
+    /// The first record with a timestamp at or after this (ms since the epoch).
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+type Slot = (String, i32);
+
+pub struct Consumer {
+    config: ConsumerConfig,
+    bootstrap: Rc<Connection>,
+    brokers: HashMap<i32, String>,
+    leaders: HashMap<Slot, i32>,
+    connections: HashMap<i32, Rc<Connection>>,
+    /// Assigned partitions and their next offset (`None`: to be looked up).
+    positions: BTreeMap<Slot, Option<Offset>>,
+    paused: BTreeSet<Slot>,
+    buffered: VecDeque<ConsumerRecord>,
+}
+
+impl Consumer {
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        let bootstrap = Connection::connect(&config.bootstrap, &config.client_id).await?;
+        Ok(Consumer {
+            config,
+            bootstrap,
+            brokers: HashMap::new(),
+            leaders: HashMap::new(),
+            connections: HashMap::new(),
+            positions: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            buffered: VecDeque::new(),
+        })
+    }
+
+    /// Replaces the assignment. New partitions start where `auto_offset_reset` says unless
+    /// `seek` says otherwise.
+    pub fn assign(&mut self, partitions: &[(&str, i32)]) {
+        let wanted: BTreeSet<Slot> = partitions
+            .iter()
+            .map(|(t, p)| ((*t).to_owned(), *p))
+            .collect();
+        self.positions.retain(|slot, _| wanted.contains(slot));
+        for slot in wanted {
+            self.positions.entry(slot).or_insert(None);
+        }
+        self.buffered
+            .retain(|r| self.positions.contains_key(&(r.topic.clone(), r.partition)));
+    }
+
+    pub fn seek(&mut self, topic: &str, partition: i32, to: Offset) {
+        let slot = (topic.to_owned(), partition);
+        self.buffered
+            .retain(|r| !(r.topic == topic && r.partition == partition));
+        self.positions.insert(slot, Some(to));
+    }
+
+    /// The next offset to be returned, once known.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self.positions.get(&(topic.to_owned(), partition)) {
+            Some(Some(Offset::At(o))) => Some(*o),
+            _ => None,
+        }
+    }
+
+    pub fn pause(&mut self, topic: &str, partition: i32) {
+        self.paused.insert((topic.to_owned(), partition));
+        self.buffered
+            .retain(|r| !(r.topic == topic && r.partition == partition));
+    }
+
+    pub fn resume(&mut self, topic: &str, partition: i32) {
+        self.paused.remove(&(topic.to_owned(), partition));
+    }
+
+    /// Returns the records fetched next (possibly none once `max_wait` passes).
+    pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
+        if self.buffered.is_empty() {
+            self.fetch().await?;
+        }
+        Ok(self.buffered.drain(..).collect())
+    }
+
+    async fn refresh_metadata(&mut self) -> Result<(), ClientError> {
+        let topics: BTreeSet<String> = self.positions.keys().map(|(t, _)| t.clone()).collect();
+        let version = self.bootstrap.version(ApiKey::Metadata, (4, 12))?;
+        let mut request = m::MetadataRequest::default();
+        request.topics = Some(
+            topics
+                .iter()
+                .map(|t| {
+                    let mut topic = m::metadata_request::MetadataRequestTopic::default();
+                    topic.name = Some(TopicName(StrBytes::from_string(t.clone())));
+                    topic
+                })
+                .collect(),
+        );
+        let response: m::MetadataResponse = self
+            .bootstrap
+            .send(ApiKey::Metadata, version, &request)
+            .await?;
+        for b in &response.brokers {
+            self.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+        }
+        for topic in &response.topics {
+            let Some(name) = &topic.name else { continue };
+            for p in &topic.partitions {
+                self.leaders
+                    .insert((name.0.to_string(), p.partition_index), p.leader_id.0);
+            }
+        }
+        Ok(())
+    }
+
+    async fn connection(&mut self, leader: i32) -> Result<Rc<Connection>, ClientError> {
+        if let Some(c) = self.connections.get(&leader).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let address = self.brokers.get(&leader).cloned().ok_or_else(|| {
+            ClientError::from_code(5, Some(format!("no address for broker {leader}")))
+                .expect("non-zero")
+        })?;
+        let connection = Connection::connect(&address, &self.config.client_id).await?;
+        self.connections.insert(leader, connection.clone());
+        Ok(connection)
+    }
+
+    /// Turns `Beginning`/`End`/`Timestamp` (and unset) positions into offsets (ListOffsets);
+    /// a timestamp past the last record resolves to the end, in a second round.
+    async fn resolve_positions(&mut self) -> Result<(), ClientError> {
+        for _ in 0..2 {
+            self.resolve_round().await?;
+        }
+        Ok(())
+    }
+
+    async fn resolve_round(&mut self) -> Result<(), ClientError> {
+        let unresolved: Vec<(Slot, Offset)> = self
+            .positions
+            .iter()
+            .filter_map(|(slot, at)| match at {
+                Some(Offset::At(_)) => None,
+                Some(other) => Some((slot.clone(), *other)),
+                None => Some((slot.clone(), self.config.auto_offset_reset)),
+            })
+            .collect();
+        for (slot, target) in unresolved {
+            let timestamp = match target {
+                Offset::Beginning => -2,
+                Offset::End => -1,
+                Offset::Timestamp(t) => t,
+                Offset::At(_) => continue,
+            };
+            let leader = *self.leaders.get(&slot).unwrap_or(&-1);
+            let connection = self.connection(leader).await?;
+            let version = connection.version(ApiKey::ListOffsets, (1, 7))?;
+            let mut partition = m::list_offsets_request::ListOffsetsPartition::default();
+            partition.partition_index = slot.1;
+            partition.timestamp = timestamp;
+            let mut topic = m::list_offsets_request::ListOffsetsTopic::default();
+            topic.name = TopicName(StrBytes::from_string(slot.0.clone()));
+            topic.partitions.push(partition);
+            let mut request = m::ListOffsetsRequest::default();
+            request.replica_id = BrokerId(-1);
+            request.isolation_level = self.config.isolation_level;
+            request.topics.push(topic);
+            let response: m::ListOffsetsResponse = connection
+                .send(ApiKey::ListOffsets, version, &request)
+                .await?;
+            let answer = response
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or_else(|| ClientError::Protocol {
+                    broker: connection.broker().to_owned(),
+                    detail: "ListOffsets without the partition".into(),
+                })?;
+            if let Some(error) = ClientError::from_code(answer.error_code, None) {
+                return Err(error);
+            }
+            // No record at or after the timestamp: the end of the log (looked up next).
+            let position = if answer.offset < 0 {
+                Offset::End
+            } else {
+                Offset::At(answer.offset)
+            };
+            self.positions.insert(slot, Some(position));
+        }
+        Ok(())
+    }
+
+    async fn fetch(&mut self) -> Result<(), ClientError> {
+        if self
+            .positions
+            .keys()
+            .any(|slot| !self.leaders.contains_key(slot))
+        {
+            self.refresh_metadata().await?;
+        }
+        self.resolve_positions().await?;
+        let mut by_leader: BTreeMap<i32, Vec<(Slot, i64)>> = BTreeMap::new();
+        for (slot, at) in &self.positions {
+            if self.paused.contains(slot) {
+                continue;
+            }
+            if let Some(Offset::At(offset)) = at {
+                let leader = *self.leaders.get(slot).unwrap_or(&-1);
+                by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((slot.clone(), *offset));
+            }
+        }
+        if by_leader.is_empty() {
+            crate::runtime::sleep(self.config.max_wait).await;
+            return Ok(());
+        }
+        let mut requests = Vec::new();
+        for (leader, partitions) in by_leader {
+            let connection = self.connection(leader).await?;
+            let version = connection.version(ApiKey::Fetch, (4, 12))?;
+            let mut request = m::FetchRequest::default();
+            request.replica_id = BrokerId(-1);
+            request.max_wait_ms = self.config.max_wait.as_millis() as i32;
+            request.min_bytes = self.config.min_bytes;
+            request.max_bytes = self.config.max_bytes;
+            request.isolation_level = self.config.isolation_level;
+            let mut topics: BTreeMap<String, Vec<m::fetch_request::FetchPartition>> =
+                BTreeMap::new();
+            for ((topic, partition), offset) in &partitions {
+                let mut p = m::fetch_request::FetchPartition::default();
+                p.partition = *partition;
+                p.fetch_offset = *offset;
+                p.partition_max_bytes = self.config.partition_max_bytes;
+                topics.entry(topic.clone()).or_default().push(p);
+            }
+            request.topics = topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut t = m::fetch_request::FetchTopic::default();
+                    t.topic = TopicName(StrBytes::from_string(name));
+                    t.partitions = partitions;
+                    t
+                })
+                .collect();
+            requests.push((connection, version, request));
+        }
+        // Fetches to different leaders are in flight together.
+        let responses = futures::future::join_all(
+            requests
+                .iter()
+                .map(|(c, v, r)| c.send::<_, m::FetchResponse>(ApiKey::Fetch, *v, r)),
+        )
+        .await;
+        let mut stale_metadata = false;
+        for response in responses {
+            let response = response?;
+            for topic in response.responses {
+                let name = topic.topic.0.to_string();
+                for p in topic.partitions {
+                    let slot = (name.clone(), p.partition_index);
+                    let Some(Some(Offset::At(position))) = self.positions.get(&slot).cloned()
+                    else {
+                        continue;
+                    };
+                    match p.error_code {
+                        0 => {}
+                        1 => {
+                            // OFFSET_OUT_OF_RANGE: start over where the reset policy says.
+                            self.positions
+                                .insert(slot, Some(self.config.auto_offset_reset));
+                            continue;
+                        }
+                        code => {
+                            let error = ClientError::from_code(code, None).expect("non-zero");
+                            if error.needs_metadata_refresh() {
+                                stale_metadata = true;
+                                continue;
+                            }
+                            return Err(error);
+                        }
+                    }
+                    let next = decode_records(
+                        &name,
+                        p.partition_index,
+                        position,
+                        p.records,
+                        &mut self.buffered,
+                    )?;
+                    self.positions.insert(slot, Some(Offset::At(next)));
+                }
+            }
+        }
+        if stale_metadata {
+            self.leaders.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the whole batches in `records` into `out`, skipping records before `position`;
+/// returns the next position.
+fn decode_records(
+    topic: &str,
+    partition: i32,
+    mut position: i64,
+    records: Option<Bytes>,
+    out: &mut VecDeque<ConsumerRecord>,
+) -> Result<i64, ClientError> {
+    let Some(mut data) = records else {
+        return Ok(position);
+    };
+    let corrupt = |detail: String| ClientError::Protocol {
+        broker: String::new(),
+        detail: format!("{topic}-{partition}: {detail}"),
+    };
+    while !data.is_empty() {
+        let header = match batch::parse_header(&data) {
+            Ok(header) => header,
+            // A partial batch at the end of a response: it comes whole with the next fetch.
+            Err(batch::BatchError::Truncated(_)) => break,
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        let mut one = data.split_to(header.size);
+        batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
+        if header.last_offset() < position {
+            continue;
+        }
+        if !header.is_control() {
+            let set = RecordBatchDecoder::decode(&mut one).map_err(|e| corrupt(e.to_string()))?;
+            for record in set.records {
+                if record.offset < position {
+                    continue;
+                }
+                out.push_back(ConsumerRecord {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    key: record.key,
+                    value: record.value,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                });
+            }
+        }
+        position = header.last_offset() + 1;
+    }
+    Ok(position)
+}
