@@ -144,8 +144,28 @@ impl Consumer {
         Ok(self.buffered.drain(..).collect())
     }
 
+    /// Partition counts of `topics` (those that exist).
+    pub async fn partition_counts(
+        &mut self,
+        topics: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, i32>, ClientError> {
+        self.metadata_for(topics).await?;
+        let mut counts = BTreeMap::new();
+        for (topic, partition) in self.leaders.keys() {
+            if topics.contains(topic) {
+                let count = counts.entry(topic.clone()).or_insert(0);
+                *count = (*count).max(partition + 1);
+            }
+        }
+        Ok(counts)
+    }
+
     async fn refresh_metadata(&mut self) -> Result<(), ClientError> {
         let topics: BTreeSet<String> = self.positions.keys().map(|(t, _)| t.clone()).collect();
+        self.metadata_for(&topics).await
+    }
+
+    async fn metadata_for(&mut self, topics: &BTreeSet<String>) -> Result<(), ClientError> {
         let version = self.bootstrap.version(ApiKey::Metadata, (4, 12))?;
         let mut request = m::MetadataRequest::default();
         request.topics = Some(

@@ -5,6 +5,7 @@
 //! - `blocking`: run client code from a program that is not async.
 //! - `consumer`: `assign`, `seek` (offset, beginning, end, timestamp), pause/resume, `poll`
 //!   with fetches to every leader in flight together; any codec.
+//! - `group`: consumer groups (classic protocol, range assignor) for our consumer.
 //! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
 //! - `producer`: batching per partition (`linger`, `batch_size`), compression, acks,
@@ -18,6 +19,7 @@ pub mod blocking;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 

@@ -149,6 +149,10 @@ impl Coordinator {
             None if shard.image().topic(OFFSETS_TOPIC).is_none() => {
                 Err(code::COORDINATOR_NOT_AVAILABLE)
             }
+            // The topic was just created and this shard is still opening its partition.
+            None if shard.owner(OFFSETS_TOPIC, partition) == shard.id => {
+                Err(code::COORDINATOR_LOAD_IN_PROGRESS)
+            }
             None => Err(code::NOT_COORDINATOR),
         }
     }
