@@ -9,8 +9,10 @@
 //! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery,
 //!   compaction.
 //! - [`client`]: the Rust client for Kafka-compatible brokers (in progress).
+//! - [`cli`]: the client commands of the `shardlog` binary (`shardlog topic ...`).
 
 pub mod broker;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod protocol;

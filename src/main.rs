@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use shardlog::cli;
 use shardlog::config::{self, BrokerConfig};
 
 #[derive(Parser)]
@@ -16,6 +17,17 @@ use shardlog::config::{self, BrokerConfig};
     about = "A Kafka-compatible streaming platform"
 )]
 struct Cli {
+    /// The broker to talk to (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDLOG_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
+    /// Output for client commands: a table, or JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: cli::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +42,11 @@ enum Command {
         /// Sets a property over the file's value, as `key=value`; may be repeated.
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+    },
+    /// Topics: create, list, describe, delete.
+    Topic {
+        #[command(subcommand)]
+        verb: cli::TopicCommand,
     },
 }
 
@@ -57,6 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Broker { config, overrides } => broker(config, overrides),
+        Command::Topic { verb } => cli::topic(&cli.bootstrap, cli.format, verb),
     }
 }
 
