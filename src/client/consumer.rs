@@ -255,9 +255,8 @@ impl Consumer {
                 .topics
                 .first()
                 .and_then(|t| t.partitions.first())
-                .ok_or_else(|| ClientError::Protocol {
-                    broker: connection.broker().to_owned(),
-                    detail: "ListOffsets without the partition".into(),
+                .ok_or_else(|| {
+                    ClientError::missing_partition(connection.broker(), "ListOffsets")
                 })?;
             if let Some(error) = ClientError::from_code(answer.error_code, None) {
                 return Err(error);

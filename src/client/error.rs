@@ -46,6 +46,14 @@ impl ClientError {
         }
     }
 
+    /// A response that lacks the partition the request named.
+    pub fn missing_partition(broker: &str, api: &str) -> ClientError {
+        ClientError::Protocol {
+            broker: broker.to_owned(),
+            detail: format!("a {api} response without the partition"),
+        }
+    }
+
     /// The same error again (one failed batch fails each of its records).
     pub fn duplicate(&self) -> ClientError {
         match self {

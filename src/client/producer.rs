@@ -504,10 +504,7 @@ impl Inner {
             .responses
             .first()
             .and_then(|t| t.partition_responses.first())
-            .ok_or_else(|| ClientError::Protocol {
-                broker: connection.broker().to_owned(),
-                detail: "a Produce response without the partition".into(),
-            })?;
+            .ok_or_else(|| ClientError::missing_partition(connection.broker(), "Produce"))?;
         match ClientError::from_code(
             answer.error_code,
             answer.error_message.as_ref().map(|s| s.to_string()),

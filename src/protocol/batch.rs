@@ -232,8 +232,7 @@ pub fn validate_record_set(
 }
 
 /// Kafka's rule for compacted topics: every record has a key. Uncompressed batches are walked
-/// in place (length, attributes, timestamp and offset deltas, key length); compressed ones are
-/// decoded. `headers` are those `validate_record_set` returned for `bytes`.
+/// in place (`for_each_record`); compressed ones are decoded. `headers` are those `validate_record_set` returned for `bytes`.
 pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
     let mut position = 0;
     for header in headers {
@@ -248,29 +247,16 @@ pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchErro
             }
             continue;
         }
-        let mut reader = crate::protocol::wire::Reader::new(&batch[HEADER_BYTES..]);
-        for _ in 0..header.record_count {
-            let length = varint(&mut reader)?;
-            let start = reader.position();
-            reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
-            varlong(&mut reader)?; // timestamp delta
-            varint(&mut reader)?; // offset delta
-            if varint(&mut reader)? < 0 {
-                return Err(BatchError::MissingKey);
-            }
-            let end = start
-                .checked_add(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)
-                .ok_or(BatchError::BadRecord)?;
-            let skip = end
-                .checked_sub(reader.position())
-                .ok_or(BatchError::BadRecord)?;
-            reader.take(skip).map_err(|_| BatchError::BadRecord)?;
+        let mut keyless = false;
+        for_each_record(batch, header, |record| keyless |= record.key.is_none())?;
+        if keyless {
+            return Err(BatchError::MissingKey);
         }
     }
     Ok(())
 }
 
-/// One record of an uncompressed batch, as the cleaner needs it.
+/// One record of an uncompressed batch, as the cleaner and the key check need it.
 pub struct RecordView<'a> {
     pub offset: i64,
     pub timestamp: i64,
