@@ -9,8 +9,10 @@
 //! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery,
 //!   compaction.
 //! - [`client`]: the Rust client for Kafka-compatible brokers (in progress).
+//! - [`bench`]: `shardlog bench`, the benchmark tool for any Kafka-compatible broker.
 //! - [`cli`]: the client commands of the `shardlog` binary (`shardlog topic ...`).
 
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         verb: cli::TopicCommand,
     },
+    /// Benchmarks: produce, consume, end-to-end latency, compare results.
+    Bench {
+        #[command(subcommand)]
+        verb: shardlog::bench::BenchCommand,
+    },
 }
 
 /// Exit code for a configuration the broker refuses to start with.
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Broker { config, overrides } => broker(config, overrides),
         Command::Topic { verb } => cli::topic(&cli.bootstrap, cli.format, verb),
+        Command::Bench { verb } => shardlog::bench::run(&cli.bootstrap, verb),
     }
 }
 
