@@ -43,10 +43,24 @@ enum Command {
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
-    /// Topics: create, list, describe, delete.
+    /// Topics: create, list, describe, delete, alter-config, add-partitions.
     Topic {
         #[command(subcommand)]
         verb: cli::TopicCommand,
+    },
+    /// Produces one record per line of stdin (or --file).
+    Produce(cli::ProduceArgs),
+    /// Consumes records and prints them.
+    Consume(cli::ConsumeArgs),
+    /// Consumer groups: list, describe (with lag), delete, reset-offsets.
+    Group {
+        #[command(subcommand)]
+        verb: cli::GroupCommand,
+    },
+    /// The cluster: info.
+    Cluster {
+        #[command(subcommand)]
+        verb: cli::ClusterCommand,
     },
     /// Benchmarks: produce, consume, end-to-end latency, compare results.
     Bench {
@@ -80,6 +94,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Broker { config, overrides } => broker(config, overrides),
         Command::Topic { verb } => cli::topic(&cli.bootstrap, cli.format, verb),
+        Command::Produce(args) => cli::produce(&cli.bootstrap, cli.format, args),
+        Command::Consume(args) => cli::consume(&cli.bootstrap, cli.format, args),
+        Command::Group { verb } => cli::group(&cli.bootstrap, cli.format, verb),
+        Command::Cluster { verb } => cli::cluster(&cli.bootstrap, cli.format, verb),
         Command::Bench { verb } => shardlog::bench::run(&cli.bootstrap, verb),
     }
 }

@@ -58,7 +58,7 @@ fn topic_commands_work_and_fail_with_clear_messages_and_exit_codes() {
     let out = shardlog(&["topic", "list"], b);
     assert!(text(&out.stdout)
         .lines()
-        .any(|l| l.starts_with("orders") && l.ends_with('3')));
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "3", "1"]));
     let out = shardlog(&["topic", "describe", "orders"], b);
     assert!(out.status.success());
     assert_eq!(
@@ -68,6 +68,50 @@ fn topic_commands_work_and_fail_with_clear_messages_and_exit_codes() {
             .count(),
         3
     );
+
+    // Settings: the one set at creation shows with its source, then one altered and one
+    // put back to its default.
+    let out = shardlog(&["topic", "describe", "orders"], b);
+    assert!(text(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["cleanup.policy", "compact", "DYNAMIC_TOPIC_CONFIG"]));
+    let out = shardlog(
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=60000",
+            "--delete",
+            "cleanup.policy",
+        ],
+        b,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = shardlog(&["topic", "describe", "orders", "--format", "json"], b);
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(described["configs"]["retention.ms"]["value"], "60000");
+    assert_eq!(
+        described["configs"]["retention.ms"]["source"],
+        "DYNAMIC_TOPIC_CONFIG"
+    );
+    assert_eq!(described["configs"]["cleanup.policy"]["value"], "delete");
+    assert_eq!(described["partitions"][0]["high_watermark"], 0);
+    let out = shardlog(
+        &["topic", "alter-config", "orders", "--set", "retention.ms=x"],
+        b,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = shardlog(&["topic", "alter-config", "orders"], b);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Partitions are added, never removed.
+    let out = shardlog(&["topic", "add-partitions", "orders", "-n", "2"], b);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("now has 5 partitions"));
+    let out = shardlog(&["topic", "add-partitions", "orders", "-n", "0"], b);
+    assert_eq!(out.status.code(), Some(2));
 
     // The broker refuses: exit 1 and Kafka's error.
     let out = shardlog(&["topic", "create", "orders"], b);

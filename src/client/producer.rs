@@ -64,9 +64,23 @@ pub struct RecordMetadata {
 
 pub type Delivery = oneshot::Receiver<Result<RecordMetadata, ClientError>>;
 
+/// A record to send: `send_record`'s argument, for what `send` has no parameter for.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    pub topic: String,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: batch::Headers,
+    /// Chosen by the partitioner when `None`.
+    pub partition: Option<i32>,
+    /// Creation time in ms since the epoch; now when `None`.
+    pub timestamp: Option<i64>,
+}
+
 struct Record {
     key: Option<Bytes>,
     value: Option<Bytes>,
+    headers: batch::Headers,
     timestamp: i64,
     delivery: oneshot::Sender<Result<RecordMetadata, ClientError>>,
 }
@@ -107,9 +121,14 @@ pub struct Producer {
     inner: Rc<Inner>,
 }
 
-fn record_size(key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
+fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &batch::Headers) -> usize {
     // Record overhead in a batch is about 20 bytes; this is what counts against the budget.
-    20 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len)
+    20 + key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers
+            .iter()
+            .map(|(name, value)| 2 + name.len() + value.as_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
 }
 
 impl Producer {
@@ -174,6 +193,32 @@ impl Producer {
         value: Option<Bytes>,
         partition: Option<i32>,
     ) -> Result<Delivery, ClientError> {
+        self.send_parts(topic, key, value, Vec::new(), partition, None)
+            .await
+    }
+
+    /// `send` for a record with headers or a timestamp of its own.
+    pub async fn send_record(&self, record: ProducerRecord) -> Result<Delivery, ClientError> {
+        self.send_parts(
+            &record.topic,
+            record.key,
+            record.value,
+            record.headers,
+            record.partition,
+            record.timestamp,
+        )
+        .await
+    }
+
+    async fn send_parts(
+        &self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: batch::Headers,
+        partition: Option<i32>,
+        timestamp: Option<i64>,
+    ) -> Result<Delivery, ClientError> {
         let inner = &self.inner;
         let partitions = inner.partition_count(topic).await?;
         let partition = match partition {
@@ -188,7 +233,7 @@ impl Producer {
                 .borrow_mut()
                 .partition(topic, key.as_deref(), partitions),
         };
-        let size = record_size(key.as_deref(), value.as_deref());
+        let size = record_size(key.as_deref(), value.as_deref(), &headers);
         if size > inner.config.buffer_memory {
             return Err(ClientError::Config(format!(
                 "a record of {size} bytes is larger than buffer_memory"
@@ -203,7 +248,8 @@ impl Producer {
         let record = Record {
             key,
             value,
-            timestamp: crate::broker::ops::now_ms(),
+            headers,
+            timestamp: timestamp.unwrap_or_else(crate::broker::ops::now_ms),
             delivery: tx,
         };
         inner.pending.set(inner.pending.get() + 1);
@@ -415,7 +461,7 @@ impl Inner {
         let bytes: usize = batch
             .records
             .iter()
-            .map(|r| record_size(r.key.as_deref(), r.value.as_deref()))
+            .map(|r| record_size(r.key.as_deref(), r.value.as_deref(), &r.headers))
             .sum();
         let result = self
             .produce_with_retries(&slot, &batch.records, (producer_id, epoch, sequence))
@@ -452,10 +498,15 @@ impl Inner {
         records: &[Record],
         producer: (i64, i16, i32),
     ) -> Result<i64, ClientError> {
-        let encoded = batch::encode_records(
-            records
-                .iter()
-                .map(|r| (r.key.clone(), r.value.clone(), r.timestamp)),
+        let encoded = batch::encode_records_with_headers(
+            records.iter().map(|r| {
+                (
+                    r.key.clone(),
+                    r.value.clone(),
+                    r.timestamp,
+                    r.headers.clone(),
+                )
+            }),
             producer,
             self.config.compression,
         )

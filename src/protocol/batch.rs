@@ -390,14 +390,33 @@ pub mod sample {
 /// writes (group records), compaction and tests; produced batches never pass through here.
 pub fn encode_records(
     records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>, i64)>,
+    producer: (i64, i16, i32),
+    compression: kafka_protocol::records::Compression,
+) -> Result<bytes::BytesMut, String> {
+    encode_records_with_headers(
+        records
+            .into_iter()
+            .map(|(key, value, timestamp)| (key, value, timestamp, Vec::new())),
+        producer,
+        compression,
+    )
+}
+
+/// A record's headers: names and optional values, in order.
+pub type Headers = Vec<(String, Option<bytes::Bytes>)>;
+
+/// `encode_records`, with headers on each record (the client's producer).
+pub fn encode_records_with_headers(
+    records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>, i64, Headers)>,
     (producer_id, producer_epoch, first_sequence): (i64, i16, i32),
     compression: kafka_protocol::records::Compression,
 ) -> Result<bytes::BytesMut, String> {
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
-        .map(|(i, (key, value, timestamp))| Record {
+        .map(|(i, (key, value, timestamp, headers))| Record {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
@@ -411,7 +430,10 @@ pub fn encode_records(
             timestamp,
             key,
             value,
-            headers: Default::default(),
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (StrBytes::from_string(name), value))
+                .collect(),
             delete_horizon: false,
         })
         .collect();
