@@ -1,6 +1,8 @@
 //! Produce-path batch validation: the broker's header parse + CRC-32C check, against a full
 //! decode of the same batch with the kafka-protocol crate (what a broker that re-encodes would
-//! pay), in the same run.
+//! pay), in the same run. And the producer's side: records appended to a `BatchBuilder` as
+//! they are sent, against gathering them and encoding the batch with the kafka-protocol
+//! encoder (what the client did before).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -32,5 +34,43 @@ fn validation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, validation);
+fn building(c: &mut Criterion) {
+    use shardlog::protocol::builder::BatchBuilder;
+    for (records, size) in [(128usize, 1024usize), (1024, 100)] {
+        let value = Bytes::from(vec![b'v'; size]);
+        let key = Bytes::from_static(b"key-00000001");
+        let mut group = c.benchmark_group(format!("build/{records}x{size}B"));
+        group.throughput(Throughput::Elements(records as u64));
+        group.bench_function("shardlog BatchBuilder", |b| {
+            b.iter(|| {
+                let mut builder = BatchBuilder::with_capacity(128 << 10);
+                for i in 0..records {
+                    builder.push(1_700_000_000_000 + i as i64, Some(&key), Some(&value), &[]);
+                }
+                builder
+                    .finish((1, 0, 0), Compression::None)
+                    .expect("encode")
+            })
+        });
+        group.bench_function("baseline: kafka-protocol encoder", |b| {
+            b.iter(|| {
+                shardlog::protocol::batch::encode_records(
+                    (0..records).map(|i| {
+                        (
+                            Some(key.clone()),
+                            Some(value.clone()),
+                            1_700_000_000_000 + i as i64,
+                        )
+                    }),
+                    (1, 0, 0),
+                    Compression::None,
+                )
+                .expect("encode")
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, validation, building);
 criterion_main!(benches);

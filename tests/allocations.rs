@@ -136,3 +136,28 @@ fn append_allocates_a_few_times_per_batch_and_fetch_encoding_per_partition() {
     assert!(append <= 4.0, "{append}");
     assert!(encode <= 24, "{encode}");
 }
+
+#[test]
+fn the_producer_batch_builder_allocates_nothing_per_record() {
+    use shardlog::protocol::builder::BatchBuilder;
+    let value = vec![b'v'; 1000];
+    let headers = vec![("trace".to_owned(), Some(Bytes::from_static(b"abc")))];
+    let mut builder = BatchBuilder::with_capacity(128 << 10);
+    let (_, count) = allocations(|| {
+        for i in 0..100 {
+            builder.push(1_700_000_000_000 + i, Some(b"key"), Some(&value), &headers);
+        }
+    });
+    println!("push 100 records of 1 KB: {count} allocations");
+    assert_eq!(count, 0);
+    // Closing the batch: the output buffer, whatever the record count.
+    let (batch, count) = allocations(|| builder.finish((-1, -1, -1), Compression::None).unwrap());
+    println!("finish a batch of 100 records: {count} allocations");
+    assert!(count <= 1, "{count}");
+    assert_eq!(
+        batch::validate_record_set(&batch, usize::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+}

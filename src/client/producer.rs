@@ -4,7 +4,9 @@
 //! Idempotence is on by default: the producer gets an id and epoch (InitProducerId), numbers
 //! each partition's batches, and retries a failed batch with the same sequence, so the broker
 //! drops a duplicate; batches of one partition go one at a time, which keeps them in order.
-//! Each record's future resolves to its partition and offset, or to its error.
+//! Each record is encoded into its partition's batch as it is sent (`protocol::builder`), so
+//! closing a batch costs a header, a CRC and, with a codec, one compression. Each record's
+//! future resolves to its partition and offset, or to its error.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use super::connection::Connection;
 use super::partitioner::{DefaultPartitioner, Partitioner};
 use super::ClientError;
 use crate::protocol::batch;
+use crate::protocol::builder::BatchBuilder;
 use crate::runtime::{self, LocalLock};
 
 #[derive(Debug, Clone)]
@@ -77,19 +80,20 @@ pub struct ProducerRecord {
     pub timestamp: Option<i64>,
 }
 
-struct Record {
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: batch::Headers,
-    timestamp: i64,
-    delivery: oneshot::Sender<Result<RecordMetadata, ClientError>>,
-}
+type DeliverySender = oneshot::Sender<Result<RecordMetadata, ClientError>>;
 
+/// The records of one partition gathered so far, already encoded (`BatchBuilder`), and who
+/// waits for each.
 struct OpenBatch {
     id: u64,
-    records: Vec<Record>,
+    builder: BatchBuilder,
+    deliveries: Vec<DeliverySender>,
+    /// What the records count against `buffer_memory`.
     bytes: usize,
 }
+
+/// The most a new batch's buffer reserves up front, whatever `batch_size` says.
+const BATCH_RESERVE_BYTES_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 struct Cluster {
@@ -104,7 +108,9 @@ struct Inner {
     cluster: RefCell<Cluster>,
     connections: RefCell<HashMap<i32, Rc<Connection>>>,
     partitioner: RefCell<Box<dyn Partitioner>>,
-    open: RefCell<HashMap<(String, i32), OpenBatch>>,
+    /// topic → partition → the batch being filled; looked up by `&str`, so a send allocates
+    /// nothing for it.
+    open: RefCell<HashMap<String, HashMap<i32, OpenBatch>>>,
     next_batch: Cell<u64>,
     memory: Rc<LocalLock>,
     /// Closed batches per partition, sent one at a time and in order by one task per partition,
@@ -245,42 +251,46 @@ impl Producer {
             .await
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        let record = Record {
-            key,
-            value,
-            headers,
-            timestamp: timestamp.unwrap_or_else(crate::broker::ops::now_ms),
-            delivery: tx,
-        };
+        let timestamp = timestamp.unwrap_or_else(crate::broker::ops::now_ms);
         inner.pending.set(inner.pending.get() + 1);
-        let slot = (topic.to_owned(), partition);
         let (full, new_batch) = {
             let mut open = inner.open.borrow_mut();
-            let new_batch = !open.contains_key(&slot);
-            let batch = open.entry(slot.clone()).or_insert_with(|| {
+            if !open.contains_key(topic) {
+                open.insert(topic.to_owned(), HashMap::new());
+            }
+            let partitions = open.get_mut(topic).expect("inserted above");
+            let new_batch = !partitions.contains_key(&partition);
+            let batch = partitions.entry(partition).or_insert_with(|| {
                 let id = inner.next_batch.get();
                 inner.next_batch.set(id + 1);
                 OpenBatch {
                     id,
-                    records: Vec::new(),
+                    builder: BatchBuilder::with_capacity(
+                        inner.config.batch_size.min(BATCH_RESERVE_BYTES_MAX),
+                    ),
+                    deliveries: Vec::new(),
                     bytes: 0,
                 }
             });
-            batch.records.push(record);
+            batch
+                .builder
+                .push(timestamp, key.as_deref(), value.as_deref(), &headers);
+            batch.deliveries.push(tx);
             batch.bytes += size;
             (
-                batch.bytes >= inner.config.batch_size,
+                batch.builder.size_bytes() >= inner.config.batch_size,
                 new_batch.then_some(batch.id),
             )
         };
         if full {
-            inner.close_batch(&slot);
+            inner.close_batch(&(topic.to_owned(), partition));
         } else if let Some(id) = new_batch {
             // The batch goes when `linger` has passed, unless it filled up first.
             let inner = self.inner.clone();
+            let slot = (topic.to_owned(), partition);
             runtime::spawn(async move {
                 runtime::sleep(inner.config.linger).await;
-                if inner.open.borrow().get(&slot).is_some_and(|b| b.id == id) {
+                if inner.open_batch_id(&slot) == Some(id) {
                     inner.close_batch(&slot);
                 }
             });
@@ -290,7 +300,13 @@ impl Producer {
 
     /// Sends every open batch now and waits until every record sent so far is answered.
     pub async fn flush(&self) {
-        let slots: Vec<(String, i32)> = self.inner.open.borrow().keys().cloned().collect();
+        let slots: Vec<(String, i32)> = self
+            .inner
+            .open
+            .borrow()
+            .iter()
+            .flat_map(|(topic, partitions)| partitions.keys().map(|p| (topic.clone(), *p)))
+            .collect();
         for slot in slots {
             self.inner.close_batch(&slot);
         }
@@ -304,6 +320,14 @@ impl Producer {
 }
 
 impl Inner {
+    fn open_batch_id(&self, (topic, partition): &(String, i32)) -> Option<u64> {
+        self.open
+            .borrow()
+            .get(topic)
+            .and_then(|p| p.get(partition))
+            .map(|b| b.id)
+    }
+
     /// The connection for metadata: the bootstrap broker, reconnected if it was lost.
     async fn metadata_connection(&self) -> Result<Rc<Connection>, ClientError> {
         let current = self.bootstrap.borrow().clone();
@@ -400,7 +424,12 @@ impl Inner {
 
     /// Takes the open batch of `slot` and sends it in the background.
     fn close_batch(self: &Rc<Self>, slot: &(String, i32)) {
-        let Some(batch) = self.open.borrow_mut().remove(slot) else {
+        let Some(batch) = self
+            .open
+            .borrow_mut()
+            .get_mut(&slot.0)
+            .and_then(|p| p.remove(&slot.1))
+        else {
             return;
         };
         self.partitioner.borrow_mut().on_new_batch(
@@ -433,7 +462,8 @@ impl Inner {
                 let queue = queued.get_mut(&slot).expect("a queue with a sender");
                 queue.front_mut().map(|b| OpenBatch {
                     id: b.id,
-                    records: std::mem::take(&mut b.records),
+                    builder: std::mem::replace(&mut b.builder, BatchBuilder::with_capacity(0)),
+                    deliveries: std::mem::take(&mut b.deliveries),
                     bytes: b.bytes,
                 })
             };
@@ -451,27 +481,22 @@ impl Inner {
 
     async fn deliver(&self, slot: &(String, i32), batch: OpenBatch) {
         let slot = slot.clone();
-        let count = batch.records.len() as i32;
+        let count = batch.deliveries.len() as i32;
         let (producer_id, epoch) = self.producer.get();
         let sequence = if producer_id >= 0 {
             *self.sequences.borrow().get(&slot).unwrap_or(&0)
         } else {
             -1
         };
-        let bytes: usize = batch
-            .records
-            .iter()
-            .map(|r| record_size(r.key.as_deref(), r.value.as_deref(), &r.headers))
-            .sum();
         let result = self
-            .produce_with_retries(&slot, &batch.records, (producer_id, epoch, sequence))
+            .produce_with_retries(&slot, &batch.builder, (producer_id, epoch, sequence))
             .await;
         if result.is_ok() && producer_id >= 0 {
             self.sequences
                 .borrow_mut()
                 .insert(slot.clone(), sequence.wrapping_add(count) & i32::MAX);
         }
-        for (i, record) in batch.records.into_iter().enumerate() {
+        for (i, delivery) in batch.deliveries.into_iter().enumerate() {
             let outcome = match &result {
                 Ok(base) => Ok(RecordMetadata {
                     partition: slot.1,
@@ -479,9 +504,9 @@ impl Inner {
                 }),
                 Err(e) => Err(e.duplicate()),
             };
-            let _ = record.delivery.send(outcome);
+            let _ = delivery.send(outcome);
         }
-        self.memory.signal(bytes as u64);
+        self.memory.signal(batch.bytes as u64);
         self.pending.set(self.pending.get() - count as usize);
         if self.pending.get() == 0 {
             for tx in self.idle.borrow_mut().drain(..) {
@@ -495,23 +520,14 @@ impl Inner {
     async fn produce_with_retries(
         &self,
         slot: &(String, i32),
-        records: &[Record],
+        records: &BatchBuilder,
         producer: (i64, i16, i32),
     ) -> Result<i64, ClientError> {
-        let encoded = batch::encode_records_with_headers(
-            records.iter().map(|r| {
-                (
-                    r.key.clone(),
-                    r.value.clone(),
-                    r.timestamp,
-                    r.headers.clone(),
-                )
-            }),
-            producer,
-            self.config.compression,
-        )
-        .map_err(ClientError::Config)?
-        .freeze();
+        // Encoded once: a retry sends the same bytes, sequence included, so the broker can
+        // recognise a duplicate.
+        let encoded = records
+            .finish(producer, self.config.compression)
+            .map_err(ClientError::Config)?;
         let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {

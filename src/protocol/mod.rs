@@ -6,6 +6,7 @@
 //! `fetch`) to avoid copying record bytes, and are tested byte for byte against the crate.
 
 pub mod batch;
+pub mod builder;
 pub mod fetch;
 pub mod frame;
 pub mod produce;
