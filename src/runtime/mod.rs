@@ -112,6 +112,32 @@ where
         .map_err(|e| anyhow::anyhow!("executor failed: {e}"))
 }
 
+/// An executor thread started by `start_local`; `join` waits for its future's output.
+pub struct LocalThread<T: Send + 'static>(glommio::ExecutorJoinHandle<T>);
+
+impl<T: Send + 'static> LocalThread<T> {
+    pub fn join(self) -> anyhow::Result<T> {
+        self.0
+            .join()
+            .map_err(|e| anyhow::anyhow!("executor failed: {e}"))
+    }
+}
+
+/// `run_local` without the wait: the executor thread runs on while the caller goes on (the
+/// client's blocking facade talks to it over channels).
+pub fn start_local<F, Fut, T>(io_memory_bytes: usize, body: F) -> anyhow::Result<LocalThread<T>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(io_memory_bytes)
+        .spawn(body)
+        .map(LocalThread)
+        .map_err(|e| anyhow::anyhow!("cannot start an executor: {e}"))
+}
+
 /// Runs a future on the current shard, detached.
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) {
     glommio::spawn_local(future).detach();
