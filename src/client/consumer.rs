@@ -104,6 +104,8 @@ impl Consumer {
             .map(|(t, p)| ((*t).to_owned(), *p))
             .collect();
         self.positions.retain(|slot, _| wanted.contains(slot));
+        // As in Kafka's clients, a partition given up forgets that it was paused.
+        self.paused.retain(|slot| wanted.contains(slot));
         for slot in wanted {
             self.positions.entry(slot).or_insert(None);
         }

@@ -5,7 +5,9 @@
 //! - `blocking`: run client code from a program that is not async.
 //! - `consumer`: `assign`, `seek` (offset, beginning, end, timestamp), pause/resume, `poll`
 //!   with fetches to every leader in flight together; any codec.
-//! - `group`: consumer groups (classic protocol, range assignor) for our consumer.
+//! - `group`: consumer groups for our consumer (classic protocol; range and cooperative-sticky
+//!   assignors, eager or incremental cooperative rebalances, rebalance callbacks, auto and
+//!   manual commits).
 //! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
 //! - `producer`: batching per partition (`linger`, `batch_size`), compression, acks,
