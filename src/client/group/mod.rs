@@ -462,6 +462,10 @@ impl GroupConsumer {
                 t
             })
             .collect();
+        // With a JoinGroup or SyncGroup in flight the generation may move on while the
+        // commit travels: a refusal for the old generation is that rebalance, not fencing
+        // (the join's own answer tells if the member is out), as the Java client decides.
+        let rebalancing = matches!(self.phase, Phase::Waiting(_));
         let response: m::OffsetCommitResponse = coordinator
             .send(ApiKey::OffsetCommit, version, &request)
             .await?;
@@ -474,6 +478,9 @@ impl GroupConsumer {
                         if let Some(offset) = offsets.get(&slot) {
                             self.committed.insert(slot, *offset);
                         }
+                    }
+                    ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID if rebalancing => {
+                        failure.get_or_insert(REBALANCE_IN_PROGRESS);
                     }
                     code => {
                         self.note_group_error(code);
