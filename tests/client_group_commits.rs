@@ -339,3 +339,70 @@ fn the_interval_auto_commit_commits_what_poll_returned() {
     })
     .expect("client executor");
 }
+
+#[test]
+fn a_member_whose_session_expired_reports_its_partitions_lost_then_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(&dir);
+    let bootstrap = broker.bootstrap.clone();
+    blocking::run(move || async move {
+        let admin = Admin::connect(&bootstrap).await.unwrap();
+        admin.create_topic("fenced", 2, 1, &[]).await.unwrap();
+        let events: Rc<RefCell<Vec<Event>>> = Rc::default();
+        let mut config = group_config("fenced-group");
+        config.session_timeout = Duration::from_secs(1);
+        config.rebalance_timeout = Duration::from_secs(1);
+        let mut idle = GroupConsumer::connect(consumer_config(&bootstrap), config, &["fenced"])
+            .await
+            .unwrap();
+        idle.set_rebalance_listener(Recorder {
+            events: events.clone(),
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while idle.assignment().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "first join");
+            idle.poll().await.unwrap();
+        }
+
+        // `idle` stops polling, so it neither heartbeats nor rejoins: the coordinator drops it
+        // and the other member ends up with everything.
+        let shared: Shared = Rc::new(RefCell::new((0..1).map(|_| Member::default()).collect()));
+        let other = GroupConsumer::connect(
+            consumer_config(&bootstrap),
+            group_config("fenced-group"),
+            &["fenced"],
+        )
+        .await
+        .unwrap();
+        spawn_member(other, shared.clone(), 0);
+        wait_for("the other member to own both partitions", || {
+            shared.borrow()[0].assignment.len() == 2
+        })
+        .await;
+
+        // Back to polling: the heartbeat finds it unknown, so the partitions are lost (not
+        // revoked), and it joins again as a new member.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while events.borrow().len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "events: {:?}",
+                events.borrow()
+            );
+            idle.poll().await.unwrap();
+        }
+        let both: BTreeSet<i32> = (0..2).collect();
+        let got = partitions_of(idle.assignment());
+        assert_eq!(
+            events.borrow().clone(),
+            vec![
+                Event::Assigned(both.clone()),
+                Event::Lost(both),
+                Event::Assigned(got.clone()),
+            ]
+        );
+        assert_eq!(got.len(), 1);
+        idle.close().await.unwrap();
+    })
+    .expect("client executor");
+}
