@@ -362,7 +362,7 @@ impl GroupConsumer {
         self.generation
     }
 
-    /// The protocol of the current rebalance: true when cooperative.
+    /// Whether this member rebalances cooperatively (every configured assignor can).
     pub fn is_cooperative(&self) -> bool {
         self.config.is_cooperative()
     }
