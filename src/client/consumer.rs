@@ -1,14 +1,25 @@
 //! The consumer, partition assignment by the application (`assign`): positions per partition,
 //! `seek` (to an offset, the beginning, the end or a timestamp), `pause`/`resume`, and `poll`,
-//! which fetches from every leader with assigned partitions and decodes the batches (any
-//! codec). A fetch that starts inside a batch gets the whole batch; records before the
-//! position are skipped, as Kafka's clients do.
+//! which decodes the batches (any codec). A fetch that starts inside a batch gets the whole
+//! batch; records before the position are skipped, as Kafka's clients do.
+//!
+//! Fetches are pipelined: each leader broker with assigned partitions has one fetch in flight,
+//! and as soon as an answer is taken in the next fetch goes out, so the broker reads ahead
+//! while the application works on the records `poll` returned. Data for a partition that was
+//! seeked, paused or unassigned while its fetch travelled is dropped on arrival.
+//!
+//! Invariant: a partition's position is the offset after the last record `poll` returned
+//! (records are decoded only when they are about to be handed out), so committing positions
+//! commits exactly what the application has seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use kafka_protocol::messages::{self as m, ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -79,6 +90,19 @@ pub struct Consumer {
     positions: BTreeMap<Slot, Option<Offset>>,
     paused: BTreeSet<Slot>,
     buffered: VecDeque<ConsumerRecord>,
+    /// At most one fetch per leader broker in flight, by broker id: each answer is bounded
+    /// by `max_bytes`, so this bounds what is buffered ahead of the application.
+    in_flight: BTreeMap<i32, InFlightFetch>,
+    /// An error met while records were taken in: reported once those are handed out, so a
+    /// position never runs ahead of what `poll` returned.
+    failure: Option<ClientError>,
+}
+
+/// A fetch sent to a leader and not yet taken in: the offsets it asked for (to tell stale
+/// data), and its answer, which arrives whether or not anyone is polling.
+struct InFlightFetch {
+    requested: BTreeMap<Slot, i64>,
+    response: Pin<Box<dyn Future<Output = Result<m::FetchResponse, ClientError>>>>,
 }
 
 impl Consumer {
@@ -93,6 +117,8 @@ impl Consumer {
             positions: BTreeMap::new(),
             paused: BTreeSet::new(),
             buffered: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            failure: None,
         })
     }
 
@@ -104,6 +130,8 @@ impl Consumer {
             .map(|(t, p)| ((*t).to_owned(), *p))
             .collect();
         self.positions.retain(|slot, _| wanted.contains(slot));
+        // As in Kafka's clients, a partition given up forgets that it was paused.
+        self.paused.retain(|slot| wanted.contains(slot));
         for slot in wanted {
             self.positions.entry(slot).or_insert(None);
         }
@@ -139,6 +167,9 @@ impl Consumer {
     /// Returns the records fetched next (possibly none once `max_wait` passes).
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
         if self.buffered.is_empty() {
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
             self.fetch().await?;
         }
         Ok(self.buffered.drain(..).collect())
@@ -272,6 +303,10 @@ impl Consumer {
         Ok(())
     }
 
+    /// Sends a fetch to every leader that has partitions to read and no fetch in flight,
+    /// waits for the first answer (unless one is ready already), takes in every answer that
+    /// has arrived, and sends the next fetch to those leaders at once: their next records
+    /// travel while the application works on these.
     async fn fetch(&mut self) -> Result<(), ClientError> {
         if self
             .positions
@@ -281,9 +316,77 @@ impl Consumer {
             self.refresh_metadata().await?;
         }
         self.resolve_positions().await?;
-        let mut by_leader: BTreeMap<i32, Vec<(Slot, i64)>> = BTreeMap::new();
+        self.send_fetches().await?;
+        if self.in_flight.is_empty() {
+            crate::runtime::sleep(self.config.max_wait).await;
+            return Ok(());
+        }
+        // Nothing below this await point waits again until the answers are taken in, so a
+        // caller may drop this future at any await (GroupConsumer races it against a
+        // rebalance): unanswered fetches stay in flight, taken answers are in `buffered`.
+        let leaders: Vec<i32> = self.in_flight.keys().copied().collect();
+        let (first, index, _) = futures::future::select_all(
+            self.in_flight
+                .values_mut()
+                .map(|in_flight| in_flight.response.as_mut()),
+        )
+        .await;
+        let mut answers = vec![(
+            self.in_flight
+                .remove(&leaders[index])
+                .expect("the answering leader is in flight")
+                .requested,
+            first,
+        )];
+        for leader in leaders {
+            let Some(in_flight) = self.in_flight.get_mut(&leader) else {
+                continue;
+            };
+            if let Some(answer) = in_flight.response.as_mut().now_or_never() {
+                let requested = self
+                    .in_flight
+                    .remove(&leader)
+                    .expect("just looked up")
+                    .requested;
+                answers.push((requested, answer));
+            }
+        }
+        let mut failure = None;
+        for (requested, answer) in answers {
+            let taken = match answer {
+                Ok(response) => self.take_in(&requested, response),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = taken {
+                failure.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failure {
+            if self.buffered.is_empty() {
+                return Err(e);
+            }
+            // Records taken in from other answers go out first; the error with the next poll.
+            self.failure = Some(e);
+            return Ok(());
+        }
+        // The pipelining: fetch the next records now, before handing these out, on the
+        // connections already open (no await: see above). Leaders without one get theirs with
+        // the next poll.
+        self.send_fetches_on_open_connections();
+        Ok(())
+    }
+
+    /// The partitions to fetch from each leader, at their positions: assigned, not paused,
+    /// with a known offset and not already in a fetch in flight.
+    fn fetchable(&self) -> BTreeMap<i32, BTreeMap<Slot, i64>> {
+        let mut by_leader: BTreeMap<i32, BTreeMap<Slot, i64>> = BTreeMap::new();
         for (slot, at) in &self.positions {
-            if self.paused.contains(slot) {
+            if self.paused.contains(slot)
+                || self
+                    .in_flight
+                    .values()
+                    .any(|f| f.requested.contains_key(slot))
+            {
                 continue;
             }
             if let Some(Offset::At(offset)) = at {
@@ -291,87 +394,123 @@ impl Consumer {
                 by_leader
                     .entry(leader)
                     .or_default()
-                    .push((slot.clone(), *offset));
+                    .insert(slot.clone(), *offset);
             }
         }
-        if by_leader.is_empty() {
-            crate::runtime::sleep(self.config.max_wait).await;
-            return Ok(());
+        by_leader.retain(|leader, _| !self.in_flight.contains_key(leader));
+        by_leader
+    }
+
+    async fn send_fetches(&mut self) -> Result<(), ClientError> {
+        for leader in self.fetchable().into_keys() {
+            self.connection(leader).await?;
         }
-        let mut requests = Vec::new();
-        for (leader, partitions) in by_leader {
-            let connection = self.connection(leader).await?;
-            let version = connection.version(ApiKey::Fetch, (4, 12))?;
-            let mut request = m::FetchRequest::default();
-            request.replica_id = BrokerId(-1);
-            request.max_wait_ms = self.config.max_wait.as_millis() as i32;
-            request.min_bytes = self.config.min_bytes;
-            request.max_bytes = self.config.max_bytes;
-            request.isolation_level = self.config.isolation_level;
-            let mut topics: BTreeMap<String, Vec<m::fetch_request::FetchPartition>> =
-                BTreeMap::new();
-            for ((topic, partition), offset) in &partitions {
-                let mut p = m::fetch_request::FetchPartition::default();
-                p.partition = *partition;
-                p.fetch_offset = *offset;
-                p.partition_max_bytes = self.config.partition_max_bytes;
-                topics.entry(topic.clone()).or_default().push(p);
-            }
-            request.topics = topics
-                .into_iter()
-                .map(|(name, partitions)| {
-                    let mut t = m::fetch_request::FetchTopic::default();
-                    t.topic = TopicName(StrBytes::from_string(name));
-                    t.partitions = partitions;
-                    t
-                })
-                .collect();
-            requests.push((connection, version, request));
+        self.send_fetches_on_open_connections();
+        Ok(())
+    }
+
+    fn send_fetches_on_open_connections(&mut self) {
+        for (leader, partitions) in self.fetchable() {
+            let Some(connection) = self.connections.get(&leader).filter(|c| !c.is_closed()) else {
+                continue;
+            };
+            let connection = connection.clone();
+            let version = match connection.version(ApiKey::Fetch, (4, 12)) {
+                Ok(version) => version,
+                Err(e) => {
+                    self.failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            let request = self.fetch_request(&partitions);
+            let response = crate::runtime::spawn_task(async move {
+                connection
+                    .send::<_, m::FetchResponse>(ApiKey::Fetch, version, &request)
+                    .await
+            });
+            self.in_flight.insert(
+                leader,
+                InFlightFetch {
+                    requested: partitions,
+                    response: Box::pin(response),
+                },
+            );
         }
-        // Fetches to different leaders are in flight together.
-        let responses = futures::future::join_all(
-            requests
-                .iter()
-                .map(|(c, v, r)| c.send::<_, m::FetchResponse>(ApiKey::Fetch, *v, r)),
-        )
-        .await;
+    }
+
+    fn fetch_request(&self, partitions: &BTreeMap<Slot, i64>) -> m::FetchRequest {
+        let mut request = m::FetchRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.max_wait_ms = self.config.max_wait.as_millis() as i32;
+        request.min_bytes = self.config.min_bytes;
+        request.max_bytes = self.config.max_bytes;
+        request.isolation_level = self.config.isolation_level;
+        let mut topics: BTreeMap<&str, Vec<m::fetch_request::FetchPartition>> = BTreeMap::new();
+        for ((topic, partition), offset) in partitions {
+            let mut p = m::fetch_request::FetchPartition::default();
+            p.partition = *partition;
+            p.fetch_offset = *offset;
+            p.partition_max_bytes = self.config.partition_max_bytes;
+            topics.entry(topic.as_str()).or_default().push(p);
+        }
+        request.topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut t = m::fetch_request::FetchTopic::default();
+                t.topic = TopicName(StrBytes::from_string(name.to_owned()));
+                t.partitions = partitions;
+                t
+            })
+            .collect();
+        request
+    }
+
+    /// Takes in one fetch answer. A partition's data counts only if the partition is still
+    /// assigned, not paused, and at the offset the fetch asked for: a seek, pause or new
+    /// assignment while the fetch travelled makes its data stale.
+    fn take_in(
+        &mut self,
+        requested: &BTreeMap<Slot, i64>,
+        response: m::FetchResponse,
+    ) -> Result<(), ClientError> {
         let mut stale_metadata = false;
-        for response in responses {
-            let response = response?;
-            for topic in response.responses {
-                let name = topic.topic.0.to_string();
-                for p in topic.partitions {
-                    let slot = (name.clone(), p.partition_index);
-                    let Some(Some(Offset::At(position))) = self.positions.get(&slot).cloned()
-                    else {
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                let slot = (name.clone(), p.partition_index);
+                let Some(asked) = requested.get(&slot).copied() else {
+                    continue;
+                };
+                if self.paused.contains(&slot)
+                    || self.positions.get(&slot) != Some(&Some(Offset::At(asked)))
+                {
+                    continue;
+                }
+                match p.error_code {
+                    0 => {}
+                    1 => {
+                        // OFFSET_OUT_OF_RANGE: start over where the reset policy says.
+                        self.positions
+                            .insert(slot, Some(self.config.auto_offset_reset));
                         continue;
-                    };
-                    match p.error_code {
-                        0 => {}
-                        1 => {
-                            // OFFSET_OUT_OF_RANGE: start over where the reset policy says.
-                            self.positions
-                                .insert(slot, Some(self.config.auto_offset_reset));
+                    }
+                    code => {
+                        let error = ClientError::from_code(code, None).expect("non-zero");
+                        if error.needs_metadata_refresh() {
+                            stale_metadata = true;
                             continue;
                         }
-                        code => {
-                            let error = ClientError::from_code(code, None).expect("non-zero");
-                            if error.needs_metadata_refresh() {
-                                stale_metadata = true;
-                                continue;
-                            }
-                            return Err(error);
-                        }
+                        return Err(error);
                     }
-                    let next = decode_records(
-                        &name,
-                        p.partition_index,
-                        position,
-                        p.records,
-                        &mut self.buffered,
-                    )?;
-                    self.positions.insert(slot, Some(Offset::At(next)));
                 }
+                let next = decode_records(
+                    &name,
+                    p.partition_index,
+                    asked,
+                    p.records,
+                    &mut self.buffered,
+                )?;
+                self.positions.insert(slot, Some(Offset::At(next)));
             }
         }
         if stale_metadata {

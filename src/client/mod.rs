@@ -4,8 +4,10 @@
 //! - `admin`: topics (create, delete, describe through Metadata).
 //! - `blocking`: run client code from a program that is not async.
 //! - `consumer`: `assign`, `seek` (offset, beginning, end, timestamp), pause/resume, `poll`
-//!   with fetches to every leader in flight together; any codec.
-//! - `group`: consumer groups (classic protocol, range assignor) for our consumer.
+//!   with one fetch per leader kept in flight ahead of the application; any codec.
+//! - `group`: consumer groups for our consumer (classic protocol; range and cooperative-sticky
+//!   assignors, eager or incremental cooperative rebalances, rebalance callbacks, auto and
+//!   manual commits).
 //! - `connection`: one pipelined connection to a broker, with API versions negotiated.
 //! - `error`: typed errors mapped from Kafka error codes, each retriable or not.
 //! - `producer`: batching per partition (`linger`, `batch_size`), compression, acks,
