@@ -96,10 +96,7 @@ fn plain_programs_produce_consume_and_commit() {
         &["plain"],
     )
     .expect("member");
-    assert!(
-        member.seek("plain", 0, Offset::End).is_err(),
-        "the group assigns"
-    );
+    assert!(member.assign(&[("plain", 0)]).is_err(), "the group assigns");
     assert_eq!(poll_until(&mut member, 100).len(), 100);
     member.commit().expect("commit");
     drop(member);

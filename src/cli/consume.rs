@@ -252,6 +252,21 @@ async fn resolve_starts(
     })
 }
 
+/// Commits the offsets past what was printed, for the partitions the member still owns (one
+/// that moved to another member meanwhile is that member's to commit).
+async fn commit_printed(
+    group: &mut GroupConsumer,
+    uncommitted: &mut BTreeMap<(String, i32), i64>,
+) -> Result<(), crate::client::ClientError> {
+    uncommitted.retain(|slot, _| group.assignment().contains(slot));
+    if uncommitted.is_empty() {
+        return Ok(());
+    }
+    group.commit_offsets(uncommitted).await?;
+    uncommitted.clear();
+    Ok(())
+}
+
 pub(super) async fn run(
     bootstrap: String,
     format: Format,
@@ -284,8 +299,12 @@ pub(super) async fn run(
                 Offset::Beginning
             };
             let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+            // What was printed is committed, not what was fetched: a run cut short by -n
+            // leaves the rest for the next member.
+            let mut group_config = GroupConfig::new(group);
+            group_config.enable_auto_commit = false;
             Source::Group(Box::new(
-                GroupConsumer::connect(config, GroupConfig::new(group), &topics).await?,
+                GroupConsumer::connect(config, group_config, &topics).await?,
             ))
         }
         None => {
@@ -337,6 +356,8 @@ pub(super) async fn run(
         args.num.is_some_and(|n| printed >= n) || (args.exit_at_end && ends.is_empty())
     };
     let mut closed_pipe = false;
+    // Next offset to commit per partition: past the last record printed.
+    let mut uncommitted: BTreeMap<(String, i32), i64> = BTreeMap::new();
     while !done(printed, &ends) && !stop.load(Ordering::Relaxed) {
         let records = source.poll().await?;
         buffer.clear();
@@ -353,6 +374,9 @@ pub(super) async fn run(
             }
             printed += 1;
             let slot = (record.topic.clone(), record.partition);
+            if matches!(source, Source::Group(_)) {
+                uncommitted.insert(slot.clone(), record.offset + 1);
+            }
             if ends.get(&slot).is_some_and(|end| record.offset + 1 >= *end) {
                 ends.remove(&slot);
             }
@@ -365,15 +389,13 @@ pub(super) async fn run(
             break;
         }
         if let Source::Group(group) = &mut source {
-            if !records.is_empty() {
-                group.commit().await?;
-            }
+            commit_printed(group, &mut uncommitted).await?;
         }
     }
     bar.finish_and_clear();
     if let Source::Group(mut group) = source {
         if !closed_pipe {
-            group.commit().await?;
+            commit_printed(&mut group, &mut uncommitted).await?;
         }
         group.close().await?;
     }

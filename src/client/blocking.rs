@@ -187,7 +187,10 @@ async fn serve_consumer(mut consumer: AnyConsumer, mut calls: mpsc::Receiver<Con
             (ConsumerCall::Seek(topic, partition, to), AnyConsumer::Partitions(c)) => {
                 c.seek(&topic, partition, to)
             }
-            (ConsumerCall::Assign(_) | ConsumerCall::Seek(..), AnyConsumer::Group(_)) => {}
+            (ConsumerCall::Seek(topic, partition, to), AnyConsumer::Group(g)) => {
+                g.seek(&topic, partition, to)
+            }
+            (ConsumerCall::Assign(_), AnyConsumer::Group(_)) => {}
             (ConsumerCall::Poll(reply), AnyConsumer::Partitions(c)) => {
                 let _ = reply.send(c.poll().await);
             }
@@ -284,8 +287,8 @@ impl BlockingConsumer {
         self.tell(ConsumerCall::Assign(slots))
     }
 
+    /// Moves the position of an assigned partition (of the member's own, for a group member).
     pub fn seek(&mut self, topic: &str, partition: i32, to: Offset) -> Result<(), ClientError> {
-        self.not_for_members("seek")?;
         self.tell(ConsumerCall::Seek(topic.to_owned(), partition, to))
     }
 
