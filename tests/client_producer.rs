@@ -201,3 +201,64 @@ fn idempotent_retries_over_cut_connections_leave_no_duplicates_and_no_gaps() {
     let expected: Vec<String> = (0..RECORDS).map(|i| format!("seq-{i}")).collect();
     assert_eq!(values, expected, "every record once, in order");
 }
+
+#[test]
+fn a_batch_refused_for_good_inside_a_window_fails_alone_and_the_rest_follow_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let bootstrap = broker.bootstrap.clone();
+    blocking::run(move || async move {
+        let admin = Admin::connect(&bootstrap).await.expect("admin");
+        admin
+            .create_topic("strict", 1, 1, &[("max.message.bytes", "2000")])
+            .await
+            .expect("create");
+        let mut config = ProducerConfig::new(&bootstrap);
+        // One record per batch, several batches in flight: the too-large one sits between
+        // others of the same partition.
+        config.batch_size = 1;
+        config.linger = Duration::from_millis(50);
+        let producer = Producer::connect(config).await.expect("producer");
+        let mut deliveries = Vec::new();
+        for i in 0..8 {
+            let value = if i == 3 {
+                Bytes::from(vec![b'x'; 5000])
+            } else {
+                Bytes::from(format!("small-{i}"))
+            };
+            deliveries.push(
+                producer
+                    .send("strict", None, Some(value), Some(0))
+                    .await
+                    .unwrap(),
+            );
+        }
+        producer.flush().await;
+        let mut offsets = Vec::new();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            match d.await.unwrap() {
+                Ok(meta) => offsets.push(meta.offset),
+                Err(e) => {
+                    assert_eq!(i, 3, "only the large record fails: {e}");
+                    assert_eq!(e.code(), Some(10), "MESSAGE_TOO_LARGE: {e}");
+                }
+            }
+        }
+        assert_eq!(
+            offsets,
+            (0..7).collect::<Vec<i64>>(),
+            "the rest in order, no gap"
+        );
+    })
+    .expect("client executor");
+    let stored = read_back(&broker.bootstrap, "strict", 1, 7);
+    let values: Vec<String> = stored
+        .values()
+        .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        .collect();
+    let expected: Vec<String> = [0, 1, 2, 4, 5, 6, 7]
+        .iter()
+        .map(|i| format!("small-{i}"))
+        .collect();
+    assert_eq!(values, expected);
+}

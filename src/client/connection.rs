@@ -112,15 +112,25 @@ impl Connection {
         version: i16,
         request: &Req,
     ) -> Result<Resp, ClientError> {
+        self.start(key, version, request).await?.response().await
+    }
+
+    /// Writes a request and returns once it is on the wire, with the response to wait for
+    /// later: requests started one after another reach the broker in that order, which is
+    /// what lets a producer keep several batches of one partition in flight.
+    pub async fn start<Req: Encodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<PendingResponse, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.write_request(key, version, request, Some(tx)).await?;
-        let mut body = rx.await.map_err(|_| ClientError::Io {
+        Ok(PendingResponse {
+            reply: rx,
+            key,
+            version,
             broker: self.broker.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::ConnectionAborted),
-        })??;
-        Resp::decode(&mut body, version).map_err(|e| ClientError::Protocol {
-            broker: self.broker.clone(),
-            detail: format!("{key:?} v{version}: {e}"),
         })
     }
 
@@ -187,6 +197,27 @@ impl Connection {
                 broker: self.broker.clone(),
                 source,
             }
+        })
+    }
+}
+
+/// A request on the wire whose response has not been read yet.
+pub struct PendingResponse {
+    reply: oneshot::Receiver<Result<Bytes, ClientError>>,
+    key: ApiKey,
+    version: i16,
+    broker: String,
+}
+
+impl PendingResponse {
+    pub async fn response<Resp: Decodable>(self) -> Result<Resp, ClientError> {
+        let mut body = self.reply.await.map_err(|_| ClientError::Io {
+            broker: self.broker.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionAborted),
+        })??;
+        Resp::decode(&mut body, self.version).map_err(|e| ClientError::Protocol {
+            broker: self.broker,
+            detail: format!("{:?} v{}: {e}", self.key, self.version),
         })
     }
 }

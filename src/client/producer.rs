@@ -39,6 +39,10 @@ pub struct ProducerConfig {
     pub buffer_memory: usize,
     /// How long a record may take, retries included, before its future fails.
     pub delivery_timeout: Duration,
+    /// Batches of one partition sent and not yet answered (Java's
+    /// `max.in.flight.requests.per.connection`, default 5). Idempotence keeps them in order
+    /// through retries; it allows at most 5, the batches a broker remembers per producer.
+    pub max_in_flight: usize,
 }
 
 impl ProducerConfig {
@@ -53,6 +57,7 @@ impl ProducerConfig {
             idempotence: true,
             buffer_memory: 32 << 20,
             delivery_timeout: Duration::from_secs(120),
+            max_in_flight: IDEMPOTENT_IN_FLIGHT_MAX,
         }
     }
 }
@@ -92,6 +97,37 @@ struct OpenBatch {
     bytes: usize,
 }
 
+#[derive(Default)]
+struct PartitionQueue {
+    waiting: std::collections::VecDeque<OpenBatch>,
+    /// Set while the partition's sender runs: a batch closed meanwhile wakes it.
+    sender: Option<futures::channel::mpsc::UnboundedSender<()>>,
+}
+
+/// A batch on the wire (or about to be resent), with what its answer resolves.
+struct Sending {
+    batch: OpenBatch,
+    /// First sequence (-1 without idempotence).
+    sequence: i32,
+    encoded: Bytes,
+    first_sent: Instant,
+    response: ProduceResponseFuture,
+}
+
+type ProduceResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, ClientError>>>>;
+
+fn ready(result: Result<i64, ClientError>) -> ProduceResponseFuture {
+    Box::pin(std::future::ready(result))
+}
+
+/// Batches per partition and producer a broker remembers to recognise a retried one.
+pub const IDEMPOTENT_IN_FLIGHT_MAX: usize = 5;
+/// OUT_OF_ORDER_SEQUENCE_NUMBER: a batch that follows one the broker did not write.
+const OUT_OF_ORDER_SEQUENCE: i16 = 45;
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(20);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// The most a new batch's buffer reserves up front, whatever `batch_size` says.
 const BATCH_RESERVE_BYTES_MAX: usize = 1 << 20;
 
@@ -113,9 +149,9 @@ struct Inner {
     open: RefCell<HashMap<String, HashMap<i32, OpenBatch>>>,
     next_batch: Cell<u64>,
     memory: Rc<LocalLock>,
-    /// Closed batches per partition, sent one at a time and in order by one task per partition,
-    /// so sequences and offsets follow the order of `send`.
-    queued: RefCell<HashMap<(String, i32), std::collections::VecDeque<OpenBatch>>>,
+    /// Closed batches per partition waiting to be sent, in the order of `send`, and the wake-up
+    /// of the partition's sender task while one runs.
+    queued: RefCell<HashMap<(String, i32), PartitionQueue>>,
     sequences: RefCell<HashMap<(String, i32), i32>>,
     producer: Cell<(i64, i16)>,
     pending: Cell<usize>,
@@ -143,6 +179,14 @@ impl Producer {
             return Err(ClientError::Config(
                 "idempotence needs acks=all (-1)".into(),
             ));
+        }
+        if config.max_in_flight == 0
+            || (config.idempotence && config.max_in_flight > IDEMPOTENT_IN_FLIGHT_MAX)
+        {
+            return Err(ClientError::Config(format!(
+                "max_in_flight={} (expected 1 to {IDEMPOTENT_IN_FLIGHT_MAX} with idempotence, at least 1 without)",
+                config.max_in_flight
+            )));
         }
         if !(-1..=1).contains(&config.acks) {
             return Err(ClientError::Config(format!(
@@ -440,62 +484,205 @@ impl Inner {
                 .get(&slot.0)
                 .map_or(1, |l| l.len() as i32),
         );
-        let start_sender = {
+        let wake = {
             let mut queued = self.queued.borrow_mut();
             let queue = queued.entry(slot.clone()).or_default();
-            queue.push_back(batch);
-            queue.len() == 1
+            queue.waiting.push_back(batch);
+            match &queue.sender {
+                Some(sender) => {
+                    let _ = sender.unbounded_send(());
+                    None
+                }
+                None => {
+                    let (tx, rx) = futures::channel::mpsc::unbounded();
+                    queue.sender = Some(tx);
+                    Some(rx)
+                }
+            }
         };
-        if start_sender {
+        if let Some(wake) = wake {
             let inner = self.clone();
             let slot = slot.clone();
-            runtime::spawn(async move { inner.drain(slot).await });
+            runtime::spawn(async move { inner.drain(slot, wake).await });
         }
     }
 
-    /// Sends a partition's closed batches in order until its queue is empty. The batch being
-    /// sent stays at the head of the queue, so a new one only starts a sender when none runs.
-    async fn drain(self: Rc<Self>, slot: (String, i32)) {
+    /// Sends a partition's closed batches in order until its queue is empty, with up to
+    /// `max_in_flight` of them on the wire at once. Answers come back in order (one connection,
+    /// which the broker serves in order); the first failure stops the window: every batch
+    /// after it is answered first, then the ones to retry go again in their order, with the
+    /// same sequences, so the broker recognises any it had already written. A batch refused
+    /// for good (a Kafka error that retrying cannot mend) was not written, nor was anything
+    /// after it, so those after it are renumbered to close the gap.
+    async fn drain(
+        self: Rc<Self>,
+        slot: (String, i32),
+        mut wake: futures::channel::mpsc::UnboundedReceiver<()>,
+    ) {
+        use futures::StreamExt;
+        let mut window: std::collections::VecDeque<Sending> = std::collections::VecDeque::new();
+        let mut backoff = RETRY_BACKOFF_FIRST;
         loop {
-            let batch = {
+            while window.len() < self.config.max_in_flight {
+                let next = self
+                    .queued
+                    .borrow_mut()
+                    .get_mut(&slot)
+                    .and_then(|q| q.waiting.pop_front());
+                let Some(batch) = next else { break };
+                let sending = self.send_first(&slot, batch).await;
+                window.push_back(sending);
+            }
+            let room = window.len() < self.config.max_in_flight;
+            let Some(head) = window.front_mut() else {
                 let mut queued = self.queued.borrow_mut();
                 let queue = queued.get_mut(&slot).expect("a queue with a sender");
-                queue.front_mut().map(|b| OpenBatch {
-                    id: b.id,
-                    builder: std::mem::replace(&mut b.builder, BatchBuilder::with_capacity(0)),
-                    deliveries: std::mem::take(&mut b.deliveries),
-                    bytes: b.bytes,
-                })
+                if queue.waiting.is_empty() {
+                    queued.remove(&slot);
+                    return;
+                }
+                continue;
             };
-            let Some(batch) = batch else { return };
-            self.deliver(&slot, batch).await;
-            let mut queued = self.queued.borrow_mut();
-            let queue = queued.get_mut(&slot).expect("a queue with a sender");
-            queue.pop_front();
-            if queue.is_empty() {
-                queued.remove(&slot);
-                return;
+            let result = if room {
+                // Room for more: a batch closed meanwhile goes out without waiting for this
+                // answer.
+                match futures::future::select(head.response.as_mut(), wake.next()).await {
+                    futures::future::Either::Left((result, _)) => result,
+                    futures::future::Either::Right(_) => continue,
+                }
+            } else {
+                head.response.as_mut().await
+            };
+            match result {
+                Ok(base) => {
+                    let done = window.pop_front().expect("the head");
+                    self.resolve(&slot, done.batch, Ok(base));
+                    backoff = RETRY_BACKOFF_FIRST;
+                }
+                Err(error) => {
+                    let refresh =
+                        error.needs_metadata_refresh() || matches!(error, ClientError::Io { .. });
+                    let retry = self.settle_failed_window(&slot, &mut window, error).await;
+                    if retry {
+                        if refresh {
+                            let _ = self.refresh_metadata(&[slot.0.as_str()]).await;
+                        }
+                        runtime::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                        for sending in window.iter_mut() {
+                            sending.response =
+                                self.start_produce(&slot, sending.encoded.clone()).await;
+                        }
+                    }
+                }
             }
         }
     }
 
-    async fn deliver(&self, slot: &(String, i32), batch: OpenBatch) {
-        let slot = slot.clone();
-        let count = batch.deliveries.len() as i32;
-        let (producer_id, epoch) = self.producer.get();
+    /// Gives a closed batch its sequence, encodes it and puts it on the wire.
+    async fn send_first(&self, slot: &(String, i32), batch: OpenBatch) -> Sending {
+        let (producer_id, _) = self.producer.get();
         let sequence = if producer_id >= 0 {
-            *self.sequences.borrow().get(&slot).unwrap_or(&0)
+            let mut sequences = self.sequences.borrow_mut();
+            let next = sequences.entry(slot.clone()).or_insert(0);
+            let sequence = *next;
+            *next = next.wrapping_add(batch.deliveries.len() as i32) & i32::MAX;
+            sequence
         } else {
             -1
         };
-        let result = self
-            .produce_with_retries(&slot, &batch.builder, (producer_id, epoch, sequence))
-            .await;
-        if result.is_ok() && producer_id >= 0 {
-            self.sequences
-                .borrow_mut()
-                .insert(slot.clone(), sequence.wrapping_add(count) & i32::MAX);
+        let mut sending = Sending {
+            batch,
+            sequence,
+            encoded: Bytes::new(),
+            first_sent: Instant::now(),
+            response: ready(Ok(-1)),
+        };
+        match self.encode(&sending) {
+            Ok(encoded) => {
+                sending.encoded = encoded.clone();
+                sending.response = self.start_produce(slot, encoded).await;
+            }
+            Err(e) => sending.response = ready(Err(e)),
         }
+        sending
+    }
+
+    fn encode(&self, sending: &Sending) -> Result<Bytes, ClientError> {
+        let (producer_id, epoch) = self.producer.get();
+        sending
+            .batch
+            .builder
+            .finish(
+                (producer_id, epoch, sending.sequence),
+                self.config.compression,
+            )
+            .map_err(ClientError::Config)
+    }
+
+    /// After the head of `window` failed with `first`: waits for the answers of the rest,
+    /// resolves what is done (written, or refused for good), and leaves in `window` what is to
+    /// be sent again, renumbered past any batch refused for good. Returns whether anything is
+    /// left to retry.
+    async fn settle_failed_window(
+        &self,
+        slot: &(String, i32),
+        window: &mut std::collections::VecDeque<Sending>,
+        first: ClientError,
+    ) -> bool {
+        let mut results = vec![Err(first)];
+        for sending in window.iter_mut().skip(1) {
+            results.push(sending.response.as_mut().await);
+        }
+        let mut kept = std::collections::VecDeque::new();
+        // Records of batches before this point that the broker refused for good: their
+        // sequences are free again.
+        let mut gap: i32 = 0;
+        let mut earlier_failed = false;
+        for (mut sending, result) in window.drain(..).zip(results) {
+            match result {
+                Ok(base) => self.resolve(slot, sending.batch, Ok(base)),
+                Err(error) => {
+                    let follows_a_failure =
+                        earlier_failed && matches!(error.code(), Some(OUT_OF_ORDER_SEQUENCE));
+                    earlier_failed = true;
+                    let in_time = sending.first_sent.elapsed() < self.config.delivery_timeout;
+                    if (error.is_retriable() || follows_a_failure) && in_time {
+                        if gap > 0 && sending.sequence >= 0 {
+                            sending.sequence = sending.sequence.wrapping_sub(gap) & i32::MAX;
+                            match self.encode(&sending) {
+                                Ok(encoded) => sending.encoded = encoded,
+                                Err(e) => {
+                                    self.resolve(slot, sending.batch, Err(e));
+                                    continue;
+                                }
+                            }
+                        }
+                        kept.push_back(sending);
+                    } else {
+                        // A Kafka error that is not retriable means the broker did not write
+                        // the batch; a timed-out network failure may have been written, so its
+                        // sequences stay taken.
+                        if matches!(error, ClientError::Kafka { .. }) && !error.is_retriable() {
+                            gap = gap.wrapping_add(sending.batch.deliveries.len() as i32);
+                        }
+                        self.resolve(slot, sending.batch, Err(error));
+                    }
+                }
+            }
+        }
+        if gap > 0 && self.producer.get().0 >= 0 {
+            if let Some(next) = self.sequences.borrow_mut().get_mut(slot) {
+                *next = next.wrapping_sub(gap) & i32::MAX;
+            }
+        }
+        *window = kept;
+        !window.is_empty()
+    }
+
+    /// Answers every record of a batch and gives its memory back.
+    fn resolve(&self, slot: &(String, i32), batch: OpenBatch, result: Result<i64, ClientError>) {
+        let count = batch.deliveries.len();
         for (i, delivery) in batch.deliveries.into_iter().enumerate() {
             let outcome = match &result {
                 Ok(base) => Ok(RecordMetadata {
@@ -507,7 +694,7 @@ impl Inner {
             let _ = delivery.send(outcome);
         }
         self.memory.signal(batch.bytes as u64);
-        self.pending.set(self.pending.get() - count as usize);
+        self.pending.set(self.pending.get() - count);
         if self.pending.get() == 0 {
             for tx in self.idle.borrow_mut().drain(..) {
                 let _ = tx.send(());
@@ -515,38 +702,21 @@ impl Inner {
         }
     }
 
-    /// Sends one batch until it is acknowledged, a non-retriable error comes back, or the
-    /// delivery timeout passes. Returns the base offset.
-    async fn produce_with_retries(
-        &self,
-        slot: &(String, i32),
-        records: &BatchBuilder,
-        producer: (i64, i16, i32),
-    ) -> Result<i64, ClientError> {
-        // Encoded once: a retry sends the same bytes, sequence included, so the broker can
-        // recognise a duplicate.
-        let encoded = records
-            .finish(producer, self.config.compression)
-            .map_err(ClientError::Config)?;
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let attempt = self.produce_once(slot, encoded.clone()).await;
-            match attempt {
-                Ok(base) => return Ok(base),
-                Err(e) if e.is_retriable() && started.elapsed() < self.config.delivery_timeout => {
-                    if e.needs_metadata_refresh() || matches!(e, ClientError::Io { .. }) {
-                        let _ = self.refresh_metadata(&[slot.0.as_str()]).await;
-                    }
-                    runtime::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
+    /// Puts one batch on the wire; the future answers with its base offset (-1 with acks=0).
+    async fn start_produce(&self, slot: &(String, i32), records: Bytes) -> ProduceResponseFuture {
+        match self.produce_request(slot, records).await {
+            Ok(response) => response,
+            Err(e) => ready(Err(e)),
         }
     }
 
-    async fn produce_once(&self, slot: &(String, i32), records: Bytes) -> Result<i64, ClientError> {
+    /// Writes the Produce request of one batch to the partition's leader and returns the
+    /// future of its answer.
+    async fn produce_request(
+        &self,
+        slot: &(String, i32),
+        records: Bytes,
+    ) -> Result<ProduceResponseFuture, ClientError> {
         let connection = self.leader_connection(&slot.0, slot.1).await?;
         let version = connection.version(ApiKey::Produce, (3, 9))?;
         let mut partition = m::produce_request::PartitionProduceData::default();
@@ -563,21 +733,24 @@ impl Inner {
             connection
                 .send_no_response(ApiKey::Produce, version, &request)
                 .await?;
-            return Ok(-1);
+            return Ok(ready(Ok(-1)));
         }
-        let response: m::ProduceResponse =
-            connection.send(ApiKey::Produce, version, &request).await?;
-        let answer = response
-            .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .ok_or_else(|| ClientError::missing_partition(connection.broker(), "Produce"))?;
-        match ClientError::from_code(
-            answer.error_code,
-            answer.error_message.as_ref().map(|s| s.to_string()),
-        ) {
-            Some(error) => Err(error),
-            None => Ok(answer.base_offset),
-        }
+        let pending = connection.start(ApiKey::Produce, version, &request).await?;
+        let broker = connection.broker().to_owned();
+        Ok(Box::pin(async move {
+            let response: m::ProduceResponse = pending.response().await?;
+            let answer = response
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .ok_or_else(|| ClientError::missing_partition(&broker, "Produce"))?;
+            match ClientError::from_code(
+                answer.error_code,
+                answer.error_message.as_ref().map(|s| s.to_string()),
+            ) {
+                Some(error) => Err(error),
+                None => Ok(answer.base_offset),
+            }
+        }))
     }
 }
