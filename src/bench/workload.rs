@@ -5,22 +5,22 @@
 //! Threads share only atomics, one mutex (e2e's consumer targets, read between polls) and a
 //! channel of events to the watching thread; every client object stays on its own executor.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 
 use crate::client::consumer::{Consumer, ConsumerConfig, Offset};
 use crate::client::partitioner::RoundRobinPartitioner;
-use crate::client::producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
+use crate::client::producer::{Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 use crate::client::ClientError;
-use crate::runtime::{self, local_channel};
+use crate::runtime;
 
 use super::offsets::{self, PartitionOffsets};
 use super::report::{self, LatencySummary, RunReport, Verification};
@@ -32,9 +32,6 @@ use super::{
 
 /// Registered io_uring memory of each client thread: clients do no direct file I/O.
 const WORKER_IO_MEMORY_BYTES: usize = 512 << 10;
-/// Records handed from a producer's send loop to its acknowledgement collector and not yet
-/// picked up; the producer's own memory budget bounds them long before this.
-const IN_FLIGHT_RECORDS_MAX: usize = 1 << 20;
 /// Random bytes beyond one value in each producer's payload pool, so that consecutive values
 /// differ (a compressor sees no repeats).
 const PAYLOAD_POOL_EXTRA_BYTES: usize = 4096;
@@ -246,12 +243,40 @@ struct ProducerPlan {
     end_ns: Option<u64>,
     /// Open loop: messages per second of this producer.
     rate: Option<f64>,
+    /// Whether each value carries its send time (end-to-end runs); otherwise values are
+    /// slices of the payload pool, not copies.
+    stamp: bool,
 }
 
-struct InFlight {
-    delivery: Delivery,
+/// Counts one acknowledgement (or failure) of a record sent at `sent_ns`.
+fn acknowledge(
+    tally: &mut Tally,
+    shared: &Shared,
+    size: u64,
+    outcome: Result<RecordMetadata, ClientError>,
     sent_ns: u64,
     warmup: bool,
+) {
+    match outcome {
+        Ok(_) => {
+            let now = shared.now_ns();
+            shared.acked.fetch_add(1, Ordering::Relaxed);
+            shared.acked_bytes.fetch_add(size, Ordering::Relaxed);
+            tally.total_messages += 1;
+            tally.total_bytes += size;
+            if !warmup {
+                tally.messages += 1;
+                tally.bytes += size;
+                record_latency(&mut tally.latency, now.saturating_sub(sent_ns));
+                tally.widen(sent_ns, now);
+            }
+        }
+        Err(error) => {
+            tally.errors += 1;
+            tally.first_error.get_or_insert(error.to_string());
+            shared.abort.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 async fn run_producer(plan: ProducerPlan, shared: Arc<Shared>) -> Result<Tally, BenchError> {
@@ -263,12 +288,15 @@ async fn run_producer(plan: ProducerPlan, shared: Arc<Shared>) -> Result<Tally, 
         producer.set_partitioner(Box::new(RoundRobinPartitioner::default()));
     }
     let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (plan.index as u64 + 1);
-    let pool: Vec<u8> = (0..plan.size + PAYLOAD_POOL_EXTRA_BYTES)
+    let pool: Bytes = (0..plan.size + PAYLOAD_POOL_EXTRA_BYTES)
         .map(|_| xorshift(&mut seed) as u8)
-        .collect();
+        .collect::<Vec<u8>>()
+        .into();
     let start_ns = shared.wait_for_start().await;
-    let (queue, arrivals) = local_channel::new_bounded(IN_FLIGHT_RECORDS_MAX);
-    let collector = runtime::spawn_task(collect_acks(arrivals, shared.clone(), plan.size as u64));
+    // Acknowledgements are counted by the producer's callbacks, on this executor.
+    let tally = Rc::new(RefCell::new(Tally::new()));
+    let size = plan.size as u64;
+    let topic: std::sync::Arc<str> = plan.topic.as_str().into();
     let mut sequence = 0u64;
     let mut measured = 0u64;
     let outcome: Result<(), BenchError> = loop {
@@ -293,30 +321,38 @@ async fn run_producer(plan: ProducerPlan, shared: Arc<Shared>) -> Result<Tally, 
         }
         let warmup = sequence < plan.warmup_quota || due_ns - start_ns < plan.warmup_ns;
         let offset = (sequence as usize).wrapping_mul(61) % PAYLOAD_POOL_EXTRA_BYTES;
-        let mut value = BytesMut::from(&pool[offset..offset + plan.size]);
-        if plan.size >= STAMP_BYTES {
+        let value = if plan.stamp && plan.size >= STAMP_BYTES {
+            let mut value = BytesMut::from(&pool[offset..offset + plan.size]);
             encode_stamp(&mut value, due_ns, warmup);
-        }
+            value.freeze()
+        } else {
+            pool.slice(offset..offset + plan.size)
+        };
         let key = plan.keyed.then(|| {
             Bytes::copy_from_slice(&(((plan.index as u64) << 40) | sequence).to_be_bytes())
         });
-        match producer
-            .send(&plan.topic, key, Some(value.freeze()), None)
-            .await
-        {
-            Ok(delivery) => {
-                let record = InFlight {
-                    delivery,
-                    sent_ns: due_ns,
+        let record = ProducerRecord {
+            topic: topic.clone(),
+            key,
+            value: Some(value),
+            ..Default::default()
+        };
+        let counted = tally.clone();
+        let seen = shared.clone();
+        let sent = producer
+            .send_with_callback(record, move |outcome| {
+                acknowledge(
+                    &mut counted.borrow_mut(),
+                    &seen,
+                    size,
+                    outcome,
+                    due_ns,
                     warmup,
-                };
-                if queue.send(record).await.is_err() {
-                    break Err(BenchError::Refused(
-                        "the acknowledgement collector stopped".into(),
-                    ));
-                }
-            }
-            Err(e) => break Err(e.into()),
+                )
+            })
+            .await;
+        if let Err(e) = sent {
+            break Err(e.into());
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         sequence += 1;
@@ -327,72 +363,11 @@ async fn run_producer(plan: ProducerPlan, shared: Arc<Shared>) -> Result<Tally, 
     if outcome.is_err() {
         shared.abort.store(true, Ordering::SeqCst);
     }
+    // Every callback has run once the producer is flushed.
     producer.flush().await;
-    drop(queue);
-    let tally = collector.await;
+    drop(producer);
+    let tally = std::mem::replace(&mut *tally.borrow_mut(), Tally::new());
     outcome.map(|()| tally)
-}
-
-/// A delivery's outcome with its send time and warm-up flag.
-type Settled = (
-    Result<Result<RecordMetadata, ClientError>, futures::channel::oneshot::Canceled>,
-    u64,
-    bool,
-);
-
-async fn settle(delivery: Delivery, sent_ns: u64, warmup: bool) -> Settled {
-    (delivery.await, sent_ns, warmup)
-}
-
-async fn collect_acks(
-    arrivals: local_channel::LocalReceiver<InFlight>,
-    shared: Arc<Shared>,
-    size: u64,
-) -> Tally {
-    let mut tally = Tally::new();
-    let mut pending = FuturesUnordered::new();
-    let stream = arrivals.stream().fuse();
-    futures::pin_mut!(stream);
-    loop {
-        futures::select_biased! {
-            settled = pending.select_next_some() => {
-                let (outcome, sent_ns, warmup): Settled = settled;
-                let now = shared.now_ns();
-                let outcome: Result<_, String> = match outcome {
-                    Ok(Ok(_metadata)) => Ok(()),
-                    Ok(Err(error)) => Err(format!("{error}")),
-                    Err(_) => Err("the producer dropped a delivery".to_owned()),
-                };
-                match outcome {
-                    Ok(()) => {
-                        shared.acked.fetch_add(1, Ordering::Relaxed);
-                        shared.acked_bytes.fetch_add(size, Ordering::Relaxed);
-                        tally.total_messages += 1;
-                        tally.total_bytes += size;
-                        if !warmup {
-                            tally.messages += 1;
-                            tally.bytes += size;
-                            record_latency(&mut tally.latency, now.saturating_sub(sent_ns));
-                            tally.widen(sent_ns, now);
-                        }
-                    }
-                    Err(error) => {
-                        tally.errors += 1;
-                        tally.first_error.get_or_insert(error);
-                        shared.abort.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-            arrival = stream.next() => {
-                if let Some(record) = arrival {
-                    let InFlight { delivery, sent_ns, warmup } = record;
-                    pending.push(settle(delivery, sent_ns, warmup));
-                }
-            }
-            complete => break,
-        }
-    }
-    tally
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -850,6 +825,7 @@ fn producer_plans(
     length: &LengthArgs,
     args: &ProducerArgs,
     producers: u64,
+    stamp: bool,
 ) -> Vec<ProducerPlan> {
     let measured = length
         .duration
@@ -884,6 +860,7 @@ fn producer_plans(
                 warmup_ns: (length.warmup * 1e9) as u64,
                 end_ns: length.duration.map(|d| ((length.warmup + d) * 1e9) as u64),
                 rate,
+                stamp,
             }
         })
         .collect()
@@ -1080,7 +1057,14 @@ pub fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), BenchError> {
         args.length.warmup,
         args.length.warmup_messages,
     );
-    let plans = producer_plans(bootstrap, topic, &args.length, &args.producer, producers);
+    let plans = producer_plans(
+        bootstrap,
+        topic,
+        &args.length,
+        &args.producer,
+        producers,
+        false,
+    );
     let total =
         args.length.duration.is_none().then(|| {
             args.length.messages.unwrap_or(DEFAULT_MESSAGES) + args.length.warmup_messages
@@ -1293,7 +1277,14 @@ pub fn end_to_end(bootstrap: &str, args: E2eArgs) -> Result<(), BenchError> {
             expected_size: Some(args.producer.size),
         })
         .collect();
-    let producer_plans = producer_plans(bootstrap, &topic, &args.length, &args.producer, producers);
+    let producer_plans = producer_plans(
+        bootstrap,
+        &topic,
+        &args.length,
+        &args.producer,
+        producers,
+        true,
+    );
     let mut parameters = topic_parameters(&topic, partitions);
     parameters.insert("bootstrap".into(), bootstrap.into());
     parameters.insert(

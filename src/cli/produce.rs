@@ -197,6 +197,7 @@ pub(super) async fn run(
     let key = args.key.map(Bytes::from);
     let separator = args.key_separator.as_deref().map(str::as_bytes);
     let bar = progress(None, "records acknowledged");
+    let topic: std::sync::Arc<str> = args.topic.as_str().into();
     let mut waiting: VecDeque<Delivery> = VecDeque::new();
     let mut tally = Tally::default();
     let settle = |waiting: &mut VecDeque<Delivery>, tally: &mut Tally| {
@@ -214,7 +215,7 @@ pub(super) async fn run(
         let line = line.map_err(|e| Failure::Usage(format!("cannot read the input: {e}")))?;
         let (line_key, value) = split_line(&line, separator);
         let record = ProducerRecord {
-            topic: args.topic.clone(),
+            topic: topic.clone(),
             key: line_key.or_else(|| key.clone()),
             value: Some(value),
             headers: headers.clone(),

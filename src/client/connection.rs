@@ -134,6 +134,27 @@ impl Connection {
         })
     }
 
+    /// `start` for a body already encoded as buffers (`protocol::produce::encode_request_parts`):
+    /// they are written as they are, after the header, with no copy.
+    pub async fn start_parts(
+        &self,
+        key: ApiKey,
+        version: i16,
+        body: Vec<Bytes>,
+        answered: bool,
+    ) -> Result<Option<PendingResponse>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = answered.then_some(tx);
+        self.write_frame(key, version, |_| Ok(()), body, reply)
+            .await?;
+        Ok(answered.then(|| PendingResponse {
+            reply: rx,
+            key,
+            version,
+            broker: self.broker.clone(),
+        }))
+    }
+
     /// Sends a request the broker does not answer (Produce with acks=0).
     pub async fn send_no_response<Req: Encodable>(
         &self,
@@ -149,6 +170,24 @@ impl Connection {
         key: ApiKey,
         version: i16,
         request: &Req,
+        reply: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
+    ) -> Result<(), ClientError> {
+        let encode = |frame: &mut BytesMut| {
+            request
+                .encode(frame, version)
+                .map_err(|e| format!("cannot encode {key:?} v{version}: {e}"))
+        };
+        self.write_frame(key, version, encode, Vec::new(), reply)
+            .await
+    }
+
+    /// Writes one request: the header, what `encode` puts after it, then the buffers of `rest`.
+    async fn write_frame(
+        &self,
+        key: ApiKey,
+        version: i16,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+        rest: Vec<Bytes>,
         reply: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
     ) -> Result<(), ClientError> {
         let protocol = |detail: String| ClientError::Protocol {
@@ -167,11 +206,14 @@ impl Connection {
         header
             .encode(&mut frame, key.request_header_version(version))
             .map_err(|e| protocol(format!("cannot encode {key:?} header: {e}")))?;
-        request
-            .encode(&mut frame, version)
-            .map_err(|e| protocol(format!("cannot encode {key:?} v{version}: {e}")))?;
-        let length = (frame.len() - 4) as i32;
+        encode(&mut frame).map_err(protocol)?;
+        let length = frame.len() - 4 + rest.iter().map(Bytes::len).sum::<usize>();
+        let length = i32::try_from(length)
+            .map_err(|_| protocol(format!("a {key:?} request of {length} bytes")))?;
         frame[..4].copy_from_slice(&length.to_be_bytes());
+        let mut buffers = Vec::with_capacity(1 + rest.len());
+        buffers.push(frame.freeze());
+        buffers.extend(rest);
         if let Some(tx) = reply {
             self.waiters
                 .borrow_mut()
@@ -187,7 +229,7 @@ impl Connection {
         let _permit = self.write_lock.acquire_permit(1).await;
         let mut writer = self.writer.borrow_mut().take();
         let result = match writer.as_mut() {
-            Some(w) => w.write_vectored_all(&[frame.freeze()]).await,
+            Some(w) => w.write_vectored_all(&buffers).await,
             None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
         };
         *self.writer.borrow_mut() = writer;

@@ -75,7 +75,8 @@ pub type Delivery = oneshot::Receiver<Result<RecordMetadata, ClientError>>;
 /// A record to send: `send_record`'s argument, for what `send` has no parameter for.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared, so a program sending many records to one topic clones a pointer, not a name.
+    pub topic: std::sync::Arc<str>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: batch::Headers,
@@ -87,12 +88,57 @@ pub struct ProducerRecord {
 
 type DeliverySender = oneshot::Sender<Result<RecordMetadata, ClientError>>;
 
+/// A callback `send_with_callback` runs with the record's outcome.
+pub type DeliveryCallback = Box<dyn FnOnce(Result<RecordMetadata, ClientError>)>;
+
+/// Who hears of a record's outcome: its future, or the application's callback (cheaper: no
+/// channel, nothing to poll).
+enum Notify {
+    Future(DeliverySender),
+    Callback(DeliveryCallback),
+}
+
+impl Notify {
+    fn tell(self, outcome: Result<RecordMetadata, ClientError>) {
+        match self {
+            Notify::Future(sender) => {
+                let _ = sender.send(outcome);
+            }
+            Notify::Callback(callback) => callback(outcome),
+        }
+    }
+}
+
 /// The records of one partition gathered so far, already encoded (`BatchBuilder`), and who
 /// waits for each.
+/// A record without its topic: key, value, headers, partition, timestamp.
+type RecordParts = (
+    Option<Bytes>,
+    Option<Bytes>,
+    batch::Headers,
+    Option<i32>,
+    Option<i64>,
+);
+
+impl ProducerRecord {
+    fn into_parts(self) -> (std::sync::Arc<str>, RecordParts) {
+        (
+            self.topic,
+            (
+                self.key,
+                self.value,
+                self.headers,
+                self.partition,
+                self.timestamp,
+            ),
+        )
+    }
+}
+
 struct OpenBatch {
     id: u64,
     builder: BatchBuilder,
-    deliveries: Vec<DeliverySender>,
+    deliveries: Vec<Notify>,
     /// What the records count against `buffer_memory`.
     bytes: usize,
 }
@@ -125,6 +171,8 @@ fn ready(result: Result<i64, ClientError>) -> ProduceResponseFuture {
 pub const IDEMPOTENT_IN_FLIGHT_MAX: usize = 5;
 /// OUT_OF_ORDER_SEQUENCE_NUMBER: a batch that follows one the broker did not write.
 const OUT_OF_ORDER_SEQUENCE: i16 = 45;
+/// How long the broker may take to meet `acks` before it answers REQUEST_TIMED_OUT.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -243,32 +291,39 @@ impl Producer {
         value: Option<Bytes>,
         partition: Option<i32>,
     ) -> Result<Delivery, ClientError> {
-        self.send_parts(topic, key, value, Vec::new(), partition, None)
-            .await
+        let (tx, rx) = oneshot::channel();
+        let parts = (key, value, Vec::new(), partition, None);
+        self.send_parts(topic, parts, Notify::Future(tx)).await?;
+        Ok(rx)
     }
 
     /// `send` for a record with headers or a timestamp of its own.
     pub async fn send_record(&self, record: ProducerRecord) -> Result<Delivery, ClientError> {
-        self.send_parts(
-            &record.topic,
-            record.key,
-            record.value,
-            record.headers,
-            record.partition,
-            record.timestamp,
-        )
-        .await
+        let (tx, rx) = oneshot::channel();
+        let (topic, parts) = record.into_parts();
+        self.send_parts(&topic, parts, Notify::Future(tx)).await?;
+        Ok(rx)
+    }
+
+    /// `send_record`, with `callback` run on the producer's executor when the record is
+    /// acknowledged or has failed, instead of a future (as the Java client's callbacks). The
+    /// callback must not block.
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(Result<RecordMetadata, ClientError>) + 'static,
+    ) -> Result<(), ClientError> {
+        let (topic, parts) = record.into_parts();
+        self.send_parts(&topic, parts, Notify::Callback(Box::new(callback)))
+            .await
     }
 
     async fn send_parts(
         &self,
         topic: &str,
-        key: Option<Bytes>,
-        value: Option<Bytes>,
-        headers: batch::Headers,
-        partition: Option<i32>,
-        timestamp: Option<i64>,
-    ) -> Result<Delivery, ClientError> {
+        (key, value, headers, partition, timestamp): RecordParts,
+        notify: Notify,
+    ) -> Result<(), ClientError> {
         let inner = &self.inner;
         let partitions = inner.partition_count(topic).await?;
         let partition = match partition {
@@ -294,7 +349,6 @@ impl Producer {
             .acquire(size as u64)
             .await
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        let (tx, rx) = oneshot::channel();
         let timestamp = timestamp.unwrap_or_else(crate::broker::ops::now_ms);
         inner.pending.set(inner.pending.get() + 1);
         let (full, new_batch) = {
@@ -319,7 +373,7 @@ impl Producer {
             batch
                 .builder
                 .push(timestamp, key.as_deref(), value.as_deref(), &headers);
-            batch.deliveries.push(tx);
+            batch.deliveries.push(notify);
             batch.bytes += size;
             (
                 batch.builder.size_bytes() >= inner.config.batch_size,
@@ -339,7 +393,7 @@ impl Producer {
                 }
             });
         }
-        Ok(rx)
+        Ok(())
     }
 
     /// Sends every open batch now and waits until every record sent so far is answered.
@@ -683,7 +737,7 @@ impl Inner {
     /// Answers every record of a batch and gives its memory back.
     fn resolve(&self, slot: &(String, i32), batch: OpenBatch, result: Result<i64, ClientError>) {
         let count = batch.deliveries.len();
-        for (i, delivery) in batch.deliveries.into_iter().enumerate() {
+        for (i, notify) in batch.deliveries.into_iter().enumerate() {
             let outcome = match &result {
                 Ok(base) => Ok(RecordMetadata {
                     partition: slot.1,
@@ -691,7 +745,7 @@ impl Inner {
                 }),
                 Err(e) => Err(e.duplicate()),
             };
-            let _ = delivery.send(outcome);
+            notify.tell(outcome);
         }
         self.memory.signal(batch.bytes as u64);
         self.pending.set(self.pending.get() - count);
@@ -719,23 +773,19 @@ impl Inner {
     ) -> Result<ProduceResponseFuture, ClientError> {
         let connection = self.leader_connection(&slot.0, slot.1).await?;
         let version = connection.version(ApiKey::Produce, (3, 9))?;
-        let mut partition = m::produce_request::PartitionProduceData::default();
-        partition.index = slot.1;
-        partition.records = Some(records);
-        let mut topic = m::produce_request::TopicProduceData::default();
-        topic.name = TopicName(StrBytes::from_string(slot.0.clone()));
-        topic.partition_data.push(partition);
-        let mut request = m::ProduceRequest::default();
-        request.acks = self.config.acks;
-        request.timeout_ms = 30_000;
-        request.topic_data.push(topic);
-        if self.config.acks == 0 {
-            connection
-                .send_no_response(ApiKey::Produce, version, &request)
-                .await?;
+        let body = crate::protocol::produce::encode_request_parts(
+            version,
+            self.config.acks,
+            PRODUCE_TIMEOUT_MS,
+            &[(slot.0.as_str(), vec![(slot.1, records)])],
+        );
+        let answered = self.config.acks != 0;
+        let pending = connection
+            .start_parts(ApiKey::Produce, version, body, answered)
+            .await?;
+        let Some(pending) = pending else {
             return Ok(ready(Ok(-1)));
-        }
-        let pending = connection.start(ApiKey::Produce, version, &request).await?;
+        };
         let broker = connection.broker().to_owned();
         Ok(Box::pin(async move {
             let response: m::ProduceResponse = pending.response().await?;
