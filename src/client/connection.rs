@@ -20,6 +20,11 @@ use crate::runtime::{self, LocalLock};
 /// The largest response frame accepted (Kafka's default `fetch.max.bytes` is 50 MiB).
 pub const RESPONSE_MAX_BYTES: usize = 256 << 20;
 
+/// Bytes asked of the socket per read: at least this much, and up to this much of a frame
+/// known to be coming.
+const READ_CHUNK_BYTES_MIN: usize = 64 << 10;
+const READ_CHUNK_BYTES_MAX: usize = 4 << 20;
+
 type Waiters = RefCell<HashMap<i32, (ApiKey, i16, oneshot::Sender<Result<Bytes, ClientError>>)>>;
 
 pub struct Connection {
@@ -301,8 +306,19 @@ async fn read_responses(
                 break format!("response frame of {size} bytes");
             }
         }
+        // Room for the rest of the frame being read, at once: a large fetch response grows
+        // the buffer once instead of doubling (and copying) its way up.
+        let missing = match buffer.get(..4) {
+            Some(prefix) => {
+                let size = i32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+                (4 + size).saturating_sub(buffer.len())
+            }
+            None => 0,
+        };
+        let chunk = missing.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_MAX);
         let start = buffer.len();
-        buffer.resize(start + (64 << 10), 0);
+        buffer.reserve(chunk.max(missing));
+        buffer.resize(start + chunk, 0);
         match reader.read(&mut buffer[start..]).await {
             Ok(0) => {
                 buffer.truncate(start);

@@ -544,11 +544,54 @@ fn decode_records(
             Err(e) => return Err(corrupt(e.to_string())),
         };
         let mut one = data.split_to(header.size);
-        batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
         if header.last_offset() < position {
             continue;
         }
-        if !header.is_control() {
+        if header.is_control() {
+            batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
+        } else if header.compression() == 0 {
+            // Uncompressed: the CRC once, then the records in place, as views of the response.
+            batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
+            let mut failure = None;
+            batch::for_each_record(&one, &header, |record| {
+                if record.offset < position || failure.is_some() {
+                    return;
+                }
+                let headers = match record.headers() {
+                    Ok(headers) => headers,
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
+                    }
+                };
+                out.push_back(ConsumerRecord {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: record.offset,
+                    timestamp: if header.is_log_append_time() {
+                        header.max_timestamp
+                    } else {
+                        record.timestamp
+                    },
+                    key: record.key.map(|k| one.slice_ref(k)),
+                    value: record.value.map(|v| one.slice_ref(v)),
+                    headers: headers
+                        .into_iter()
+                        .map(|(name, value)| {
+                            (
+                                String::from_utf8_lossy(name).into_owned(),
+                                value.map(|v| one.slice_ref(v)),
+                            )
+                        })
+                        .collect(),
+                });
+            })
+            .map_err(|e| corrupt(e.to_string()))?;
+            if let Some(e) = failure {
+                return Err(corrupt(e.to_string()));
+            }
+        } else {
+            // Compressed: the library decompresses, and checks the CRC as it decodes.
             let set = RecordBatchDecoder::decode(&mut one).map_err(|e| corrupt(e.to_string()))?;
             for record in set.records {
                 if record.offset < position {

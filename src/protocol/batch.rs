@@ -256,13 +256,56 @@ pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchErro
     Ok(())
 }
 
-/// One record of an uncompressed batch, as the cleaner and the key check need it.
+/// One record of an uncompressed batch, in place: for the cleaner, the key check and the
+/// client's consumer.
 pub struct RecordView<'a> {
     pub offset: i64,
+    /// The record's own timestamp (base plus delta); with LogAppendTime the batch's maximum
+    /// is every record's timestamp, which the caller applies.
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     /// A null value: a tombstone.
     pub tombstone: bool,
+    pub value: Option<&'a [u8]>,
+    /// The encoded headers (a count, then name and value of each): `headers()` reads them.
+    headers: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's headers: names and optional values, in order.
+    pub fn headers(&self) -> Result<Vec<(&'a [u8], Option<&'a [u8]>)>, BatchError> {
+        let mut reader = crate::protocol::wire::Reader::new(self.headers);
+        let count = varint(&mut reader)?;
+        let count = usize::try_from(count).map_err(|_| BatchError::BadRecord)?;
+        // A header takes at least two bytes: a count larger than that is a lie.
+        if count > self.headers.len() / 2 {
+            return Err(BatchError::BadRecord);
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = nullable(&mut reader)?.ok_or(BatchError::BadRecord)?;
+            let value = nullable(&mut reader)?;
+            out.push((name, value));
+        }
+        if reader.remaining() != 0 {
+            return Err(BatchError::BadRecord);
+        }
+        Ok(out)
+    }
+}
+
+/// A varint length, then that many bytes; -1 is null.
+fn nullable<'a>(
+    reader: &mut crate::protocol::wire::Reader<'a>,
+) -> Result<Option<&'a [u8]>, BatchError> {
+    let length = varint(reader)?;
+    if length < 0 {
+        return Ok(None);
+    }
+    reader
+        .take(length as usize)
+        .map(Some)
+        .map_err(|_| BatchError::BadRecord)
 }
 
 /// Walks the records of an uncompressed batch (`header.compression() == 0`) in place.
@@ -281,30 +324,23 @@ pub fn for_each_record<'a>(
         reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
         let timestamp_delta = varlong(&mut reader)?;
         let offset_delta = varint(&mut reader)?;
-        let key_length = varint(&mut reader)?;
-        let key = if key_length < 0 {
-            None
-        } else {
-            Some(
-                reader
-                    .take(key_length as usize)
-                    .map_err(|_| BatchError::BadRecord)?,
-            )
-        };
-        let value_length = varint(&mut reader)?;
+        let key = nullable(&mut reader)?;
+        let value = nullable(&mut reader)?;
+        let end = start
+            .checked_add(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)
+            .ok_or(BatchError::BadRecord)?;
+        let rest = end
+            .checked_sub(reader.position())
+            .ok_or(BatchError::BadRecord)?;
+        let headers = reader.take(rest).map_err(|_| BatchError::BadRecord)?;
         visit(RecordView {
             offset: header.base_offset + i64::from(offset_delta),
             timestamp: header.base_timestamp.saturating_add(timestamp_delta),
             key,
-            tombstone: value_length < 0,
+            tombstone: value.is_none(),
+            value,
+            headers,
         });
-        let end = start
-            .checked_add(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)
-            .ok_or(BatchError::BadRecord)?;
-        let skip = end
-            .checked_sub(reader.position())
-            .ok_or(BatchError::BadRecord)?;
-        reader.take(skip).map_err(|_| BatchError::BadRecord)?;
     }
     Ok(())
 }

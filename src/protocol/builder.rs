@@ -295,6 +295,28 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// The in-place walker (`batch::for_each_record`, the consumer's path for uncompressed
+        /// batches) reads what the builder wrote, headers included.
+        #[test]
+        fn the_in_place_walker_reads_every_field(records in records()) {
+            let bytes = built(&records, (-1, -1, -1), Compression::None);
+            let header = crate::protocol::batch::parse_checked(&bytes).unwrap();
+            let mut seen = Vec::new();
+            crate::protocol::batch::for_each_record(&bytes, &header, |r| {
+                let headers: Vec<(String, Option<Vec<u8>>)> = r
+                    .headers()
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), v.map(<[u8]>::to_vec)))
+                    .collect();
+                seen.push((r.timestamp, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec), headers));
+            })
+            .unwrap();
+            prop_assert_eq!(seen, records);
+        }
+    }
+
     #[test]
     fn varlong_sizes_match_what_is_written() {
         for value in [
