@@ -271,9 +271,12 @@ pub struct RecordView<'a> {
     headers: &'a [u8],
 }
 
+/// A record header in place: its name and its value, if any.
+pub type HeaderView<'a> = (&'a [u8], Option<&'a [u8]>);
+
 impl<'a> RecordView<'a> {
     /// The record's headers: names and optional values, in order.
-    pub fn headers(&self) -> Result<Vec<(&'a [u8], Option<&'a [u8]>)>, BatchError> {
+    pub fn headers(&self) -> Result<Vec<HeaderView<'a>>, BatchError> {
         let mut reader = crate::protocol::wire::Reader::new(self.headers);
         let count = varint(&mut reader)?;
         let count = usize::try_from(count).map_err(|_| BatchError::BadRecord)?;
