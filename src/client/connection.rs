@@ -17,6 +17,10 @@ use super::ClientError;
 use crate::runtime::net::{Stream, StreamWriter};
 use crate::runtime::{self, LocalLock};
 
+/// How long connecting (TCP, then ApiVersions) may take before the broker counts as
+/// unreachable: an address that drops packets must not hang the client.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest response frame accepted (Kafka's default `fetch.max.bytes` is 50 MiB).
 pub const RESPONSE_MAX_BYTES: usize = 256 << 20;
 
@@ -41,8 +45,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`) and negotiates API versions.
+    /// Connects to `address` (`host:port`) and negotiates API versions, within
+    /// `CONNECT_TIMEOUT`.
     pub async fn connect(address: &str, client_id: &str) -> Result<Rc<Connection>, ClientError> {
+        runtime::timeout(CONNECT_TIMEOUT, Self::connect_now(address, client_id))
+            .await
+            .unwrap_or(Err(ClientError::Timeout(CONNECT_TIMEOUT)))
+    }
+
+    async fn connect_now(address: &str, client_id: &str) -> Result<Rc<Connection>, ClientError> {
         let io = |source| ClientError::Io {
             broker: address.to_owned(),
             source,
