@@ -60,6 +60,8 @@ pub fn write(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<(), Strin
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(20)
+        // Room on the right for the last percentile's label, centred on the edge.
+        .margin_right(40)
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)
