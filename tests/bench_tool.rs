@@ -6,25 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use common::Broker;
+use common::{shardlog, text, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use shardlog::bench::report::{parse_percentile_distribution, RunReport};
-
-fn shardlog(args: &[&str], bootstrap: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(args)
-        .env("SHARDLOG_BOOTSTRAP", bootstrap)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run shardlog")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn succeeded(out: &Output) {
     assert!(

@@ -5,39 +5,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::Broker;
-
-fn shardlog(args: &[&str], bootstrap: &str) -> Output {
-    shardlog_with_input(args, bootstrap, None)
-}
-
-fn shardlog_with_input(args: &[&str], bootstrap: &str, input: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(args)
-        .env("SHARDLOG_BOOTSTRAP", bootstrap)
-        .env("RUST_LOG", "warn")
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run shardlog");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("shardlog output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{shardlog, shardlog_with_input, text, Broker, GROUP_SETTINGS};
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -191,10 +161,7 @@ fn produce_and_consume_from_the_command_line() {
 #[test]
 fn a_group_commits_what_it_printed_shows_its_lag_and_resets() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &[("group.initial.rebalance.delay.ms", "0")],
-    );
+    let broker = Broker::start(&dir.path().join("data"), &GROUP_SETTINGS);
     let b = broker.bootstrap.as_str();
     ok(&shardlog(&["topic", "create", "events", "-p", "2"], b));
     let input: String = (0..30).map(|i| format!("event-{i}\n")).collect();

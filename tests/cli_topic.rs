@@ -4,22 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-use common::Broker;
-
-fn shardlog(args: &[&str], bootstrap: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(args)
-        .env("SHARDLOG_BOOTSTRAP", bootstrap)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run shardlog")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{shardlog, text, Broker};
 
 #[test]
 fn topic_commands_work_and_fail_with_clear_messages_and_exit_codes() {

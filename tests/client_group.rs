@@ -53,13 +53,7 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 #[test]
 fn three_members_split_partitions_read_everything_once_and_rebalance_on_leave() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &[
-            ("group.initial.rebalance.delay.ms", "0"),
-            ("group.min.session.timeout.ms", "500"),
-        ],
-    );
+    let broker = Broker::start(&dir.path().join("data"), &common::GROUP_SETTINGS);
     let bootstrap = broker.bootstrap.clone();
     blocking::run(move || async move {
         let admin = Admin::connect(&bootstrap).await.unwrap();

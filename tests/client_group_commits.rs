@@ -24,13 +24,7 @@ use shardlog::runtime;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn start_broker(dir: &tempfile::TempDir) -> Broker {
-    Broker::start(
-        &dir.path().join("data"),
-        &[
-            ("group.initial.rebalance.delay.ms", "0"),
-            ("group.min.session.timeout.ms", "500"),
-        ],
-    )
+    Broker::start(&dir.path().join("data"), &common::GROUP_SETTINGS)
 }
 
 fn consumer_config(bootstrap: &str) -> ConsumerConfig {

@@ -8,7 +8,7 @@ pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -213,4 +213,41 @@ pub fn example(name: &str) -> PathBuf {
         assert!(status.success(), "cannot build example {name}");
     }
     path
+}
+
+/// Broker settings for group tests: rebalances start at once and short sessions are allowed.
+pub const GROUP_SETTINGS: [(&str, &str); 2] = [
+    ("group.initial.rebalance.delay.ms", "0"),
+    ("group.min.session.timeout.ms", "500"),
+];
+
+/// Runs the `shardlog` binary as a user would, against `bootstrap`, with `input` on its stdin.
+pub fn shardlog_with_input(args: &[&str], bootstrap: &str, input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .env("SHARDLOG_BOOTSTRAP", bootstrap)
+        .env("RUST_LOG", "warn")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardlog");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("shardlog output")
+}
+
+pub fn shardlog(args: &[&str], bootstrap: &str) -> Output {
+    shardlog_with_input(args, bootstrap, None)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
