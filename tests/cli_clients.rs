@@ -156,6 +156,29 @@ fn produce_and_consume_from_the_command_line() {
     assert_ne!(out.status.code(), Some(0));
     let out = shardlog(&["cluster", "info", "--bootstrap", "127.0.0.1:1"], b);
     assert_eq!(out.status.code(), Some(3));
+
+    // A reader that has gone (`| head`) before the output is written: a quiet, successful end,
+    // not a crash.
+    for args in [
+        vec!["topic", "list"],
+        vec!["consume", "lines", "-o", "start", "-e"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args(&args)
+            .env("SHARDLOG_BOOTSTRAP", b)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run shardlog");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ pub fn run(args: &CompareArgs) -> Result<(), BenchError> {
     let baseline = load(&args.baseline)?;
     let candidate = load(&args.candidate)?;
     let names = (label(&args.baseline), label(&args.candidate));
-    print!("{}", table(&baseline, &candidate, &names));
+    super::print_lossless(&table(&baseline, &candidate, &names));
     if let Some(path) = &args.svg {
         let mut curves = Vec::new();
         for (report, name) in [(&baseline, &names.0), (&candidate, &names.1)] {
@@ -24,7 +24,7 @@ pub fn run(args: &CompareArgs) -> Result<(), BenchError> {
         }
         chart::write(path, &format!("{} vs {}", names.0, names.1), &curves)
             .map_err(BenchError::Output)?;
-        println!("wrote {}", path.display());
+        super::print_lossless(&format!("wrote {}\n", path.display()));
     }
     Ok(())
 }

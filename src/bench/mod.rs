@@ -344,6 +344,12 @@ impl std::fmt::Display for BenchError {
     }
 }
 
+/// Prints to stdout; a reader that went away (`| head`) is not an error worth a panic.
+pub(crate) fn print_lossless(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 impl From<ClientError> for BenchError {
     fn from(error: ClientError) -> Self {
         match error {

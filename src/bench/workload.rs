@@ -25,9 +25,9 @@ use crate::runtime;
 use super::offsets::{self, PartitionOffsets};
 use super::report::{self, LatencySummary, RunReport, Verification};
 use super::{
-    acks_name, chart, BenchError, ConsumeArgs, ConsumerArgs, E2eArgs, LengthArgs, OutputArgs,
-    PartitionerChoice, ProduceArgs, ProducerArgs, TopicArgs, CONNECT_TIMEOUT, DEFAULT_MESSAGES,
-    STAMP_BYTES,
+    acks_name, chart, print_lossless, BenchError, ConsumeArgs, ConsumerArgs, E2eArgs, LengthArgs,
+    OutputArgs, PartitionerChoice, ProduceArgs, ProducerArgs, TopicArgs, CONNECT_TIMEOUT,
+    DEFAULT_MESSAGES, STAMP_BYTES,
 };
 
 /// Registered io_uring memory of each client thread: clients do no direct file I/O.
@@ -989,7 +989,7 @@ fn finish(outcome: Outcome, output: &OutputArgs) -> Result<(), BenchError> {
             .map(|h| LatencySummary::of("ack", &h)),
         verification,
     };
-    println!("{}", report.summary());
+    print_lossless(&format!("{}\n", report.summary()));
     let write = |path: &std::path::Path, text: &str| {
         std::fs::write(path, text)
             .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))

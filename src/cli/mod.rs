@@ -80,8 +80,10 @@ where
 {
     match blocking::run(body) {
         Ok(Ok(text)) => {
+            use std::io::Write;
+            // A reader that went away (`| head`) has what it wanted: not an error.
             if !text.is_empty() {
-                println!("{text}");
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
             }
             ExitCode::SUCCESS
         }
