@@ -115,11 +115,18 @@ impl Broker {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(status) => status.expect("wait"),
             Err(_) => {
+                // Where every thread is stuck, for whoever reads the failure.
+                let stacks = Command::new("timeout")
+                    .args(["30", "gdb", "-p", &pid.to_string(), "-batch", "-ex"])
+                    .arg("thread apply all bt")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("(no stacks: {e})"));
                 // SAFETY: as above.
                 unsafe {
                     libc::kill(pid as i32, libc::SIGKILL);
                 }
-                panic!("broker did not stop within 30 s of SIGTERM");
+                panic!("broker did not stop within 30 s of SIGTERM\n---- threads ----\n{stacks}");
             }
         }
     }
