@@ -6,6 +6,8 @@
 //!   direct-I/O files.
 //! - [`protocol`]: the Kafka wire protocol; pure codecs, no I/O.
 //! - [`broker`]: shards, connections, one handler per API, the controller (shard 0).
+//! - [`metrics`]: per-shard counters and histograms, the Prometheus text format, the minimal
+//!   HTTP the metrics endpoint speaks; pure, no I/O.
 //! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery,
 //!   compaction.
 //! - [`client`]: the Rust client for Kafka-compatible brokers (in progress).
@@ -17,6 +19,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod storage;

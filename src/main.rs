@@ -133,9 +133,13 @@ fn broker(path: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let result = shardlog::broker::run(config, stop.clone(), |address| {
-        // A line scripts and tests wait for; the port is the real one when 0 was asked for.
-        println!("shardlog broker listening on {address}");
+    let result = shardlog::broker::run(config, stop.clone(), |listening| {
+        // Lines scripts and tests wait for; the ports are the real ones when 0 was asked for.
+        // The metrics line comes first, so whoever waits for the broker line has both.
+        if let Some(metrics) = listening.metrics {
+            println!("shardlog metrics listening on {metrics}");
+        }
+        println!("shardlog broker listening on {}", listening.kafka);
     });
     match result {
         Ok(()) => {

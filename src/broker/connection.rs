@@ -3,8 +3,13 @@
 //! Requests are pipelined: the reader starts each request as soon as it is framed (a produce's
 //! appends happen right there, so their order is the wire order) and hands a handle on its
 //! response to the writer, which sends responses in request order, as Kafka requires.
+//!
+//! Metrics (`shard.metrics`): socket bytes both ways, requests and errors per API, and each
+//! request's latency from the read that completed its frame to its response being ready. The
+//! clock is read once per socket read and once per response, not per frame.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures::FutureExt;
@@ -20,6 +25,14 @@ pub const CONNECTION_INFLIGHT_MAX: usize = 64;
 /// Read granularity when no frame size is known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
+/// A started request on its way to the writer.
+struct InFlight {
+    response: runtime::Task<Response>,
+    api_key: i16,
+    /// When the read that completed this request's frame returned.
+    read_at: Instant,
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: Stream) {
     let address = stream.peer_addr().ok();
     let peer = address.map(|a| a.to_string()).unwrap_or_default();
@@ -28,17 +41,30 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
     shard.connections.set(shard.connections.get() + 1);
     tracing::debug!(%peer, shard = shard.id, "connection opened");
     let (mut reader, mut writer_half) = stream.split();
-    let (sender, receiver) =
-        local_channel::new_bounded::<runtime::Task<Response>>(CONNECTION_INFLIGHT_MAX);
+    let (sender, receiver) = local_channel::new_bounded::<InFlight>(CONNECTION_INFLIGHT_MAX);
     let writer = {
+        let shard = shard.clone();
         runtime::spawn_task(async move {
-            while let Some(task) = receiver.recv().await {
-                let response = task.await;
-                let result = match response {
-                    Response::None => Ok(()),
-                    Response::Frame(bytes) => writer_half.write_vectored_all(&[bytes]).await,
-                    Response::Parts(parts) => writer_half.write_vectored_all(&parts).await,
+            while let Some(in_flight) = receiver.recv().await {
+                let response = in_flight.response.await;
+                let api = shard.metrics.api(in_flight.api_key);
+                if let Some(api) = api {
+                    api.latency_us
+                        .record(in_flight.read_at.elapsed().as_micros() as u64);
+                }
+                let (result, bytes) = match response {
+                    Response::None => (Ok(()), 0),
+                    Response::Frame(bytes) => {
+                        (writer_half.write_vectored_all(&[&bytes]).await, bytes.len())
+                    }
+                    Response::Parts(parts) => (
+                        writer_half.write_vectored_all(&parts).await,
+                        parts.iter().map(|part| part.as_ref().len()).sum(),
+                    ),
                     Response::Close(reason) => {
+                        if let Some(api) = api {
+                            api.errors.increment();
+                        }
                         tracing::warn!(%reason, "closing connection");
                         writer_half.shutdown().await;
                         return;
@@ -48,6 +74,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
                     tracing::debug!(error = %e, "write failed");
                     return;
                 }
+                shard.metrics.bytes_sent.add(bytes as u64);
             }
             writer_half.shutdown().await;
         })
@@ -66,23 +93,32 @@ async fn read_loop(
     shard: &Rc<Shard>,
     client_host: &Rc<str>,
     stream: &mut StreamReader,
-    sender: &local_channel::LocalSender<runtime::Task<Response>>,
+    sender: &local_channel::LocalSender<InFlight>,
 ) -> Result<(), String> {
     let limit = shard.config.socket_request_max_bytes as usize;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut shutdown = shard.shutdown_signal().fuse();
+    let mut read_at = Instant::now();
     loop {
         // Take every whole frame already buffered.
         loop {
             match frame::split_frame(&mut buffer, limit) {
                 Ok(Some(frame)) => {
-                    let task = dispatch(shard, client_host, frame).await?;
-                    if sender.send(task).await.is_err() {
+                    let (response, api_key) = dispatch(shard, client_host, frame).await?;
+                    let in_flight = InFlight {
+                        response,
+                        api_key,
+                        read_at,
+                    };
+                    if sender.send(in_flight).await.is_err() {
                         return Ok(());
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    shard.metrics.frame_errors.increment();
+                    return Err(e.to_string());
+                }
             }
         }
         if shard.shutting_down.get() {
@@ -112,7 +148,11 @@ async fn read_loop(
                 }
                 return Ok(());
             }
-            Ok(n) => buffer.truncate(start + n),
+            Ok(n) => {
+                read_at = Instant::now();
+                shard.metrics.bytes_received.add(n as u64);
+                buffer.truncate(start + n);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -127,24 +167,44 @@ async fn read_loop(
     }
 }
 
-/// Starts one request. Returns `Err` when the connection must be closed (Kafka closes on an
-/// unknown API key or an unparseable header: there is no response schema to answer with).
+/// Starts one request; returns its response and API key. Returns `Err` when the connection
+/// must be closed (Kafka closes on an unknown API key or an unparseable header: there is no
+/// response schema to answer with).
 async fn dispatch(
     shard: &Rc<Shard>,
     client_host: &Rc<str>,
     frame: BytesMut,
-) -> Result<runtime::Task<Response>, String> {
+) -> Result<(runtime::Task<Response>, i16), String> {
     let header = match frame::parse_request_header(&frame) {
         Ok(header) => header,
         Err(HeaderError::UnknownApi {
             api_key,
             correlation_id,
         }) => {
+            shard.metrics.frame_errors.increment();
             return Err(format!(
                 "unknown API key {api_key} (correlation id {correlation_id})"
-            ))
+            ));
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            shard.metrics.frame_errors.increment();
+            return Err(e.to_string());
+        }
     };
-    api::start(shard, client_host, header, frame).await
+    let api_key = header.api_key;
+    let api = shard.metrics.api(api_key);
+    match api {
+        Some(api) => api.requests.increment(),
+        // A known key this broker does not serve: `api::start` refuses it below.
+        None => shard.metrics.frame_errors.increment(),
+    }
+    match api::start(shard, client_host, header, frame).await {
+        Ok(response) => Ok((response, api_key)),
+        Err(reason) => {
+            if let Some(api) = api {
+                api.errors.increment();
+            }
+            Err(reason)
+        }
+    }
 }

@@ -3,12 +3,14 @@
 //! Start-up: every shard joins the mesh; shard 0 (the controller) loads the topic table and
 //! publishes it, each shard opens (recovers) the partitions it owns; then shard 0 binds the
 //! listener and tells the others its port, and every shard accepts on it (SO_REUSEPORT).
+//! With `metrics.listener` set, shard 0 also serves the Prometheus endpoint (`metrics`).
 //! Shutdown (SIGTERM/SIGINT): stop accepting, finish in-flight requests, sync and close logs.
 
 pub mod api;
 pub mod connection;
 pub mod group;
 pub mod metadata;
+pub mod metrics;
 pub mod ops;
 pub mod shard;
 
@@ -29,11 +31,19 @@ const STOP_POLL_MS: u64 = 50;
 /// How long shutdown waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
-/// Runs the broker until `stop` is set. `on_ready` is called once with the bound address.
+/// The addresses a started broker actually listens on (the real ports when 0 was asked for).
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub kafka: SocketAddr,
+    /// The metrics endpoint, unless `metrics.listener=none`.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Runs the broker until `stop` is set. `on_ready` is called once with the bound addresses.
 pub fn run(
     config: BrokerConfig,
     stop: Arc<AtomicBool>,
-    on_ready: impl Fn(SocketAddr) + Send + Sync + 'static,
+    on_ready: impl Fn(Listening) + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(config.data_dir()).map_err(|e| {
         anyhow::anyhow!("cannot create log dir {}: {e}", config.data_dir().display())
@@ -78,7 +88,7 @@ async fn run_shard(
     seed: MeshSeed<ShardRequest, shard::ShardReply>,
     bind: SocketAddr,
     stop: Arc<AtomicBool>,
-    on_ready: Arc<dyn Fn(SocketAddr) + Send + Sync>,
+    on_ready: Arc<dyn Fn(Listening) + Send + Sync>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let count = config.num_shards;
@@ -108,7 +118,22 @@ async fn run_shard(
             startup_ms = started.elapsed().as_secs_f64() * 1e3,
             "broker ready"
         );
-        on_ready(local);
+        let metrics = match config.metrics_listener {
+            Some(address) => {
+                let endpoint = Listener::bind_exclusive(address).map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {address} (metrics.listener): {e}")
+                })?;
+                let bound = endpoint.local_addr()?;
+                tracing::info!(address = %bound, "metrics endpoint ready");
+                runtime::spawn(metrics::run_endpoint(shard.clone(), endpoint));
+                Some(bound)
+            }
+            None => None,
+        };
+        on_ready(Listening {
+            kafka: local,
+            metrics,
+        });
         listener
     } else {
         let port = listen

@@ -119,8 +119,14 @@ pub fn produce_local(
                 continue;
             }
         };
+        let appended_bytes = records.len() as u64;
         match log.append(records, &headers, now) {
             Ok(info) => {
+                if !info.duplicate {
+                    let records: u64 = headers.iter().map(|h| h.record_count.max(0) as u64).sum();
+                    shard.metrics.produce_records.add(records);
+                    shard.metrics.produce_bytes.add(appended_bytes);
+                }
                 if batch.acks != 0 {
                     waits.push((results.len(), log.wait_durable(info.last_offset + 1)));
                 }

@@ -14,6 +14,7 @@ use futures::channel::oneshot;
 
 use super::group;
 use super::metadata::{self, Image, SharedImage};
+use super::metrics::{self, ShardMetrics, ShardSnapshot};
 use super::ops;
 use crate::config::BrokerConfig;
 use crate::runtime::mesh::Mesh;
@@ -43,6 +44,8 @@ pub enum ShardRequest {
     AllocateProducerId,
     /// For the shard that coordinates the group.
     Group(Box<group::GroupCall>),
+    /// From the metrics endpoint (shard 0): a copy of this shard's metrics.
+    Metrics,
 }
 
 pub enum ShardReply {
@@ -52,6 +55,7 @@ pub enum ShardReply {
     Control(ops::ControlReply),
     ProducerId(Result<i64, String>),
     Group(group::GroupAnswer),
+    Metrics(Box<ShardSnapshot>),
     Done,
     Failed(String),
 }
@@ -76,6 +80,8 @@ pub struct Shard {
     pub producer_ids: metadata::ProducerIds,
     /// The consumer groups this shard coordinates.
     pub coordinator: group::Coordinator,
+    /// What this shard counts for the metrics endpoint (storage counts its own part).
+    pub metrics: ShardMetrics,
 }
 
 impl Shard {
@@ -100,6 +106,7 @@ impl Shard {
             control_lock: runtime::LocalLock::new(1),
             producer_ids: metadata::ProducerIds::default(),
             coordinator: group::Coordinator::default(),
+            metrics: ShardMetrics::default(),
         })
     }
 
@@ -178,6 +185,10 @@ impl Shard {
             }),
             ShardRequest::Group(call) => {
                 Box::pin(async move { ShardReply::Group(group::serve(&self, *call).await) })
+            }
+            ShardRequest::Metrics => {
+                let snapshot = Box::new(metrics::snapshot(&self));
+                Box::pin(async move { ShardReply::Metrics(snapshot) })
             }
             ShardRequest::Listen(port) => {
                 if let Some(tx) = self.listen_tx.borrow_mut().take() {

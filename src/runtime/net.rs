@@ -20,6 +20,18 @@ impl Listener {
             .map_err(io::Error::from)
     }
 
+    /// Binds without SO_REUSEPORT, for a listener only one shard serves (the metrics
+    /// endpoint): a second process asking for the same port then fails at start instead of
+    /// silently getting half the connections.
+    pub fn bind_exclusive(addr: SocketAddr) -> io::Result<Listener> {
+        use std::os::unix::io::{FromRawFd, IntoRawFd};
+        let listener = std::net::TcpListener::bind(addr)?;
+        // SAFETY: the descriptor is a bound, listening TCP socket that `listener` gives up
+        // ownership of here; glommio's listener owns and closes it from now on.
+        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        Ok(Listener { inner })
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr().map_err(io::Error::from)
     }

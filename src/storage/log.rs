@@ -14,6 +14,7 @@ use super::index::{OffsetIndex, TimeIndex};
 use super::producers::{ProducerStates, SequenceCheck, SequenceError};
 use super::Offset;
 use crate::config::{TimestampType, TopicConfig};
+use crate::metrics::{Counter, LatencyHistogram, SyncBytesHistogram};
 use crate::protocol::batch::{self, BatchHeader};
 use crate::runtime::{self, DmaFile, ReadResult};
 
@@ -88,6 +89,19 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
+/// What a shard's storage measures, for the metrics endpoint. Written only by this shard.
+#[derive(Default)]
+pub struct StorageMetrics {
+    /// Reads served from the tail cache.
+    pub cache_hits: Counter,
+    /// Reads that went to the segment file.
+    pub cache_misses: Counter,
+    /// Each log's fdatasync round in a flush (usually one file; two across a segment roll).
+    pub sync_latency_us: LatencyHistogram,
+    /// Bytes made durable by each of those syncs: what one group commit covered.
+    pub sync_bytes: SyncBytesHistogram,
+}
+
 /// Per-shard storage context: the tail-cache budget and the group-commit queue.
 pub struct ShardStorage {
     cache_limit_bytes: u64,
@@ -98,6 +112,7 @@ pub struct ShardStorage {
     pub syncs_total: Cell<u64>,
     /// How fast this shard's cleaner may read (`log.cleaner.io.max.bytes.per.second`).
     pub cleaner_io_bytes_per_second: Cell<f64>,
+    pub metrics: StorageMetrics,
 }
 
 impl ShardStorage {
@@ -110,6 +125,7 @@ impl ShardStorage {
             wake: RefCell::new(None),
             syncs_total: Cell::new(0),
             cleaner_io_bytes_per_second: Cell::new(f64::MAX),
+            metrics: StorageMetrics::default(),
         })
     }
 
@@ -276,6 +292,8 @@ struct LogState {
     written_offset: Offset,
     leader_epoch: i32,
     messages_since_sync: u64,
+    /// Bytes appended since the last sync, for the bytes-per-sync histogram.
+    bytes_since_sync: u64,
     last_sync: Instant,
     cache: VecDeque<CachedBatch>,
     data_waiters: Vec<oneshot::Sender<()>>,
@@ -448,6 +466,7 @@ impl PartitionLog {
                 written_offset: log_end_offset,
                 leader_epoch,
                 messages_since_sync: 0,
+                bytes_since_sync: 0,
                 last_sync: Instant::now(),
                 cache: VecDeque::new(),
                 data_waiters: Vec::new(),
@@ -604,6 +623,7 @@ impl PartitionLog {
         let messages: u64 = headers.iter().map(|h| h.record_count as u64).sum();
         state.log_end_offset = offset;
         state.messages_since_sync += messages;
+        state.bytes_since_sync += total;
         if !state.sync_every_write() {
             // Durability is left to the flush policy: readers see data once it is appended.
             state.advance_high_watermark(offset);
@@ -761,10 +781,19 @@ impl PartitionLog {
                 || state.segments.iter().any(|s| s.sealed && !s.finalized)
         };
         if sync_due {
+            let sync_started = Instant::now();
             for file in &touched {
                 file.fdatasync().await.map_err(std::io::Error::from)?;
             }
             let mut state = self.state.borrow_mut();
+            if !touched.is_empty() {
+                let metrics = &self.storage.metrics;
+                metrics
+                    .sync_latency_us
+                    .record(sync_started.elapsed().as_micros() as u64);
+                metrics.sync_bytes.record(state.bytes_since_sync);
+            }
+            state.bytes_since_sync = 0;
             state.durable_offset = state.durable_offset.max(target);
             state.messages_since_sync = 0;
             state.last_sync = Instant::now();
@@ -911,6 +940,7 @@ impl PartitionLog {
                 .front()
                 .is_some_and(|front| front.base_offset <= offset)
             {
+                self.storage.metrics.cache_hits.increment();
                 let first = state.cache.partition_point(|b| b.last_offset < offset);
                 for cached in state.cache.iter().skip(first) {
                     if cached.base_offset >= limit {
@@ -926,6 +956,7 @@ impl PartitionLog {
             }
         }
         // Older data: a direct read from the segment that holds `offset`.
+        self.storage.metrics.cache_misses.increment();
         let (file, position, segment_end) = {
             let state = self.state.borrow();
             let index = state

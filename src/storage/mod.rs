@@ -16,6 +16,7 @@ pub mod producers;
 
 pub use log::{
     AppendInfo, Chunk, CleanStats, LogError, PartitionLog, ReadOut, ShardStorage, StopAt,
+    StorageMetrics,
 };
 
 /// An offset in a partition's log.

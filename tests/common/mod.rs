@@ -17,6 +17,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Broker {
     child: Option<Child>,
     pub bootstrap: String,
+    /// The metrics endpoint's `HOST:PORT`, when the test turned it on (`metrics.listener`).
+    pub metrics: Option<String>,
     pub data_dir: PathBuf,
     log_path: PathBuf,
     overrides: Vec<(String, String)>,
@@ -28,6 +30,7 @@ impl Broker {
         let mut broker = Broker {
             child: None,
             bootstrap: String::new(),
+            metrics: None,
             data_dir: data_dir.to_path_buf(),
             log_path: data_dir.with_extension("broker.log"),
             overrides: overrides
@@ -69,14 +72,22 @@ impl Broker {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // The broker prints the metrics line (if any) before the broker line.
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("shardlog metrics listening on ") {
+                    metrics = Some(address.to_string());
+                }
                 if let Some(address) = line.strip_prefix("shardlog broker listening on ") {
-                    let _ = tx.send(address.to_string());
+                    let _ = tx.send((address.to_string(), metrics.take()));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(address) => self.bootstrap = address,
+            Ok((address, metrics)) => {
+                self.bootstrap = address;
+                self.metrics = metrics;
+            }
             Err(_) => {
                 let _ = child.kill();
                 panic!(

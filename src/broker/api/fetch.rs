@@ -30,6 +30,9 @@ pub(super) async fn fetch(
     // to keep sending full requests. An incremental request for a session we never gave out
     // is answered as Kafka does.
     if version >= 7 && request.session_id != 0 {
+        if let Some(api) = shard.metrics.api(m::ApiKey::Fetch as i16) {
+            api.errors.increment();
+        }
         let response = fetch_codec::FetchResponse::<Chunk> {
             throttle_time_ms: 0,
             error_code: code::FETCH_SESSION_ID_NOT_FOUND,
@@ -131,6 +134,7 @@ pub(super) async fn fetch(
     // batch, later ones only while the total fits.
     let mut budget = response_max_bytes;
     let mut first = true;
+    let mut sent_bytes = 0usize;
     let mut topics: Vec<fetch_codec::FetchTopicResponse<Chunk>> = Vec::new();
     for ((name, id, _), mut result) in order.into_iter().zip(results) {
         if result.bytes > budget && !first {
@@ -140,6 +144,7 @@ pub(super) async fn fetch(
         if result.bytes > 0 {
             first = false;
             budget = budget.saturating_sub(result.bytes);
+            sent_bytes += result.bytes;
         }
         let partition = fetch_codec::FetchPartitionResponse {
             partition: result.partition,
@@ -163,6 +168,17 @@ pub(super) async fn fetch(
             records: Vec::new(),
         };
         push_partition(&mut topics, name, id, partition);
+    }
+    let metrics = &shard.metrics;
+    metrics.fetch_bytes.add(sent_bytes as u64);
+    let any_error = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code != code::NONE);
+    if any_error {
+        if let Some(api) = metrics.api(m::ApiKey::Fetch as i16) {
+            api.errors.increment();
+        }
     }
     let response = fetch_codec::FetchResponse {
         throttle_time_ms: 0,

@@ -112,10 +112,16 @@ pub(super) async fn produce_start(
             }
         }
     }
+    let shard = shard.clone();
     Box::pin(async move {
         let mut results = immediate;
         for batch in futures::future::join_all(pending).await {
             results.extend(batch);
+        }
+        if results.iter().any(|r| r.error_code != code::NONE) {
+            if let Some(api) = shard.metrics.api(m::ApiKey::Produce as i16) {
+                api.errors.increment();
+            }
         }
         if acks == 0 {
             return None;
