@@ -10,9 +10,11 @@
 //!   HTTP the metrics endpoint speaks; pure, no I/O.
 //! - [`storage`]: partition logs: segments, indexes, group commit, tail cache, recovery,
 //!   compaction.
-//! - [`client`]: the Rust client for Kafka-compatible brokers (in progress).
+//! - [`client`]: the Rust client for Kafka-compatible brokers: producer, consumer, groups,
+//!   admin, a blocking facade.
 //! - [`bench`]: `shardlog bench`, the benchmark tool for any Kafka-compatible broker.
-//! - [`cli`]: the client commands of the `shardlog` binary (`shardlog topic ...`).
+//! - [`cli`]: the client commands of the `shardlog` binary (`topic`, `produce`, `consume`,
+//!   `group`, `cluster`).
 
 pub mod bench;
 pub mod broker;
