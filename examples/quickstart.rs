@@ -20,7 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Idempotent, acks=all: each acknowledged record is synced on the broker.
     let mut producer = BlockingProducer::connect(ProducerConfig::new(&bootstrap))?;
     let mut waiting = Vec::new();
-    for (key, value) in [("alice", "signed up"), ("bob", "logged in"), ("alice", "paid")] {
+    for (key, value) in [
+        ("alice", "signed up"),
+        ("bob", "logged in"),
+        ("alice", "paid"),
+    ] {
         waiting.push(producer.send(ProducerRecord {
             topic: topic.as_str().into(),
             key: Some(Bytes::from(key)),
@@ -30,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for delivery in waiting {
         let landed = delivery.wait()?;
-        println!("produced to partition {} at offset {}", landed.partition, landed.offset);
+        println!(
+            "produced to partition {} at offset {}",
+            landed.partition, landed.offset
+        );
     }
     drop(producer);
 
