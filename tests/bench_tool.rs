@@ -359,17 +359,7 @@ fn bad_arguments_exit_2_and_an_unreachable_broker_exits_3() {
         ),
     ] {
         let out = shardlog(&args, nobody);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(needle),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        common::assert_usage_error(&out, &args, needle);
     }
 
     // A port nobody listens on: refused at once.

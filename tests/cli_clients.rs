@@ -137,17 +137,7 @@ fn produce_and_consume_from_the_command_line() {
         (vec!["consume", "lines", "-p", "9", "-e"], "no partition 9"),
     ] {
         let out = shardlog(&args, b);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        common::assert_usage_error(&out, &args, says);
     }
     let out = shardlog(&["consume", "no-such-topic", "-e"], b);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

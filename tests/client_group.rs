@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Broker;
+use common::{wait_for, Broker};
 use shardlog::client::admin::Admin;
 use shardlog::client::blocking;
 use shardlog::client::consumer::{ConsumerConfig, Offset};
@@ -37,17 +37,6 @@ fn balanced(shared: &Shared, members: &[usize]) -> bool {
     let total: usize = sets.iter().map(|s| s.len()).sum();
     let union: BTreeSet<_> = sets.iter().flat_map(|s| s.iter()).collect();
     sets.iter().all(|s| !s.is_empty()) && total == PARTITIONS as usize && union.len() == total
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        runtime::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[test]

@@ -11,10 +11,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Broker;
+use common::{
+    group_consumer_config as consumer_config, start_group_broker as start_broker, wait_for,
+};
 use shardlog::client::admin::Admin;
 use shardlog::client::blocking;
-use shardlog::client::consumer::{ConsumerConfig, Offset};
 use shardlog::client::group::{
     Assignor, GroupConfig, GroupConsumer, RebalanceContext, RebalanceListener, TopicPartition,
 };
@@ -23,34 +24,12 @@ use shardlog::runtime;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn start_broker(dir: &tempfile::TempDir) -> Broker {
-    Broker::start(&dir.path().join("data"), &common::GROUP_SETTINGS)
-}
-
-fn consumer_config(bootstrap: &str) -> ConsumerConfig {
-    let mut consumer = ConsumerConfig::new(bootstrap);
-    consumer.auto_offset_reset = Offset::Beginning;
-    consumer.max_wait = Duration::from_millis(50);
-    consumer
-}
-
 fn group_config(group: &str) -> GroupConfig {
     let mut config = GroupConfig::new(group);
     config.session_timeout = Duration::from_secs(5);
     config.rebalance_timeout = Duration::from_secs(10);
     config.heartbeat_interval = Duration::from_millis(100);
     config
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        runtime::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Produces `count` records to `partitions` round-robin, each its own batch when `one_by_one`.

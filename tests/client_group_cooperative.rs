@@ -15,21 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Broker;
+use common::{
+    group_consumer_config as consumer_config, start_group_broker as start_broker, wait_for,
+};
 use shardlog::client::admin::Admin;
 use shardlog::client::blocking;
-use shardlog::client::consumer::{ConsumerConfig, Offset};
 use shardlog::client::group::{
     Assignor, GroupConfig, GroupConsumer, RebalanceContext, RebalanceListener, TopicPartition,
 };
 use shardlog::client::producer::{Producer, ProducerConfig};
 use shardlog::runtime;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn start_broker(dir: &tempfile::TempDir) -> Broker {
-    Broker::start(&dir.path().join("data"), &common::GROUP_SETTINGS)
-}
 
 fn cooperative_member_config(group: &str) -> GroupConfig {
     let mut config = GroupConfig::new(group);
@@ -39,24 +34,6 @@ fn cooperative_member_config(group: &str) -> GroupConfig {
     config.assignors = vec![Assignor::CooperativeSticky];
     config.enable_auto_commit = false;
     config
-}
-
-fn consumer_config(bootstrap: &str) -> ConsumerConfig {
-    let mut consumer = ConsumerConfig::new(bootstrap);
-    consumer.auto_offset_reset = Offset::Beginning;
-    consumer.max_wait = Duration::from_millis(50);
-    consumer
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        runtime::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: i32) {

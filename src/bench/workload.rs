@@ -928,6 +928,23 @@ fn length_parameters(
     map.insert("warmup_messages".into(), warmup_messages.into());
 }
 
+/// `length_parameters` of a producing run: a count defaults to `DEFAULT_MESSAGES` unless a
+/// duration is given.
+fn run_length_parameters(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    length: &LengthArgs,
+) {
+    length_parameters(
+        map,
+        length
+            .messages
+            .or(length.duration.is_none().then_some(DEFAULT_MESSAGES)),
+        length.duration,
+        length.warmup,
+        length.warmup_messages,
+    );
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1048,15 +1065,7 @@ pub fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), BenchError> {
         args.topic.replication_factor.into(),
     );
     producer_parameters(&mut parameters, &args.producer, producers);
-    length_parameters(
-        &mut parameters,
-        args.length
-            .messages
-            .or((args.length.duration.is_none()).then_some(DEFAULT_MESSAGES)),
-        args.length.duration,
-        args.length.warmup,
-        args.length.warmup_messages,
-    );
+    run_length_parameters(&mut parameters, &args.length);
     let plans = producer_plans(
         bootstrap,
         topic,
@@ -1298,15 +1307,7 @@ pub fn end_to_end(bootstrap: &str, args: E2eArgs) -> Result<(), BenchError> {
         "fetch_partition_bytes".into(),
         args.consumer.fetch_partition_bytes.into(),
     );
-    length_parameters(
-        &mut parameters,
-        args.length
-            .messages
-            .or((args.length.duration.is_none()).then_some(DEFAULT_MESSAGES)),
-        args.length.duration,
-        args.length.warmup,
-        args.length.warmup_messages,
-    );
+    run_length_parameters(&mut parameters, &args.length);
     let total =
         args.length.duration.is_none().then(|| {
             args.length.messages.unwrap_or(DEFAULT_MESSAGES) + args.length.warmup_messages

@@ -269,3 +269,32 @@ pub fn shardlog(args: &[&str], bootstrap: &str) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The command failed as bad arguments do: exit code 2 and a message containing `says`.
+pub fn assert_usage_error(out: &Output, args: &[&str], says: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+}
+
+/// Runs the executor's other tasks until `condition` holds; fails after a minute.
+pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        shardlog::runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A broker with `GROUP_SETTINGS` on a data directory inside `dir`.
+pub fn start_group_broker(dir: &tempfile::TempDir) -> Broker {
+    Broker::start(&dir.path().join("data"), &GROUP_SETTINGS)
+}
+
+/// A consumer for group tests: from the beginning, with short fetch waits.
+pub fn group_consumer_config(bootstrap: &str) -> shardlog::client::consumer::ConsumerConfig {
+    let mut consumer = shardlog::client::consumer::ConsumerConfig::new(bootstrap);
+    consumer.auto_offset_reset = shardlog::client::consumer::Offset::Beginning;
+    consumer.max_wait = Duration::from_millis(50);
+    consumer
+}
