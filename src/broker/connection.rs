@@ -20,14 +20,25 @@ use crate::protocol::frame::{self, HeaderError};
 use crate::runtime::net::{Stream, StreamReader};
 use crate::runtime::{self, local_channel};
 
-/// Responses a connection may have in flight before the reader stops reading.
-pub const CONNECTION_INFLIGHT_MAX: usize = 64;
+/// Requests a connection may have in flight before the reader stops reading.
+pub const CONNECTION_INFLIGHT_MAX: usize = 1024;
+/// Request bytes a connection may have in flight before the reader stops reading. A produce
+/// waits for the group commit, so this bounds the bytes a client keeps on their way to disk:
+/// enough that a client with many partitions keeps the log busy while a sync is in flight,
+/// little enough that a thousand connections cannot exhaust memory quickly.
+pub const CONNECTION_INFLIGHT_BYTES: u64 = 64 << 20;
 /// Read granularity when no frame size is known yet.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Room made at once for a connection whose last read filled all the room it had: frames of
+/// a busy producer then share large buffers, and a partial frame is moved to a new buffer
+/// (the one copy a read buffer costs) once per this many bytes instead of once per frame.
+const BUSY_READ_BYTES: usize = 1 << 20;
 
 /// A started request on its way to the writer.
 struct InFlight {
     response: runtime::Task<Response>,
+    /// The request's share of `CONNECTION_INFLIGHT_BYTES`, returned once its response is sent.
+    _budget: runtime::StaticPermit,
     api_key: i16,
     /// When the read that completed this request's frame returned.
     read_at: Instant,
@@ -79,7 +90,8 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
             writer_half.shutdown().await;
         })
     };
-    let result = read_loop(&shard, &client_host, &mut reader, &sender).await;
+    let budget = Rc::new(runtime::LocalLock::new(CONNECTION_INFLIGHT_BYTES));
+    let result = read_loop(&shard, &client_host, &mut reader, &sender, &budget).await;
     if let Err(reason) = result {
         tracing::warn!(%peer, %reason, "closing connection");
     }
@@ -94,19 +106,27 @@ async fn read_loop(
     client_host: &Rc<str>,
     stream: &mut StreamReader,
     sender: &local_channel::LocalSender<InFlight>,
+    budget: &Rc<runtime::LocalLock>,
 ) -> Result<(), String> {
     let limit = shard.config.socket_request_max_bytes as usize;
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut shutdown = shard.shutdown_signal().fuse();
     let mut read_at = Instant::now();
+    let mut busy = false;
     loop {
         // Take every whole frame already buffered.
         loop {
             match frame::split_frame(&mut buffer, limit) {
                 Ok(Some(frame)) => {
+                    // A request larger than the whole budget waits for the connection to drain.
+                    let units = (frame.len() as u64).min(CONNECTION_INFLIGHT_BYTES);
+                    let Ok(permit) = budget.acquire_static_permit(units).await else {
+                        return Ok(());
+                    };
                     let (response, api_key) = dispatch(shard, client_host, frame).await?;
                     let in_flight = InFlight {
                         response,
+                        _budget: permit,
                         api_key,
                         read_at,
                     };
@@ -124,13 +144,15 @@ async fn read_loop(
         if shard.shutting_down.get() {
             return Ok(());
         }
-        let want = frame::bytes_wanted(&buffer)
-            .unwrap_or(0)
-            .max(READ_CHUNK_BYTES);
+        let want = frame::bytes_wanted(&buffer).unwrap_or(0).max(if busy {
+            BUSY_READ_BYTES
+        } else {
+            READ_CHUNK_BYTES
+        });
         let start = buffer.len();
-        buffer.resize(start + want, 0);
+        let room = buffer.capacity() - start;
         let read = {
-            let read = stream.read(&mut buffer[start..]).fuse();
+            let read = stream.read_into(&mut buffer, want).fuse();
             futures::pin_mut!(read);
             futures::select_biased! {
                 result = read => result,
@@ -139,7 +161,6 @@ async fn read_loop(
         };
         match read {
             Ok(0) => {
-                buffer.truncate(start);
                 if !buffer.is_empty() {
                     return Err(format!(
                         "connection closed mid-frame ({} bytes buffered)",
@@ -151,7 +172,8 @@ async fn read_loop(
             Ok(n) => {
                 read_at = Instant::now();
                 shard.metrics.bytes_received.add(n as u64);
-                buffer.truncate(start + n);
+                debug_assert_eq!(buffer.len(), start + n);
+                busy = n >= room.max(want);
             }
             Err(e)
                 if matches!(

@@ -19,6 +19,7 @@ pub use glommio::Task;
 
 /// A shard-local async lock (a counting semaphore); never crosses shards.
 pub type LocalLock = glommio::sync::Semaphore;
+pub use glommio::sync::StaticPermit;
 
 pub use glommio::channels::local_channel;
 

@@ -67,7 +67,7 @@ impl Stream {
         let fd = self.inner.as_raw_fd();
         let (read, write) = self.inner.split();
         (
-            StreamReader { inner: read },
+            StreamReader { inner: read, fd },
             StreamWriter { inner: write, fd },
         )
     }
@@ -75,9 +75,57 @@ impl Stream {
 
 pub struct StreamReader {
     inner: futures::io::ReadHalf<glommio::net::TcpStream>,
+    fd: std::os::unix::io::RawFd,
 }
 
+/// What `StreamReader::read_into` reads through the runtime when the socket is empty: the
+/// bytes of the read that ends a wait, copied once into the caller's buffer.
+const WAKE_READ_BYTES: usize = 16 << 10;
+
 impl StreamReader {
+    /// Appends what the socket holds to `buffer`, after making room for at least `room` bytes
+    /// and up to its spare capacity, waiting for data if the socket holds none; returns the
+    /// bytes appended, 0 at end of stream. The kernel copies straight into the buffer's spare
+    /// capacity, which is neither zeroed first nor copied again.
+    pub async fn read_into(
+        &mut self,
+        buffer: &mut bytes::BytesMut,
+        room: usize,
+    ) -> io::Result<usize> {
+        buffer.reserve(room);
+        let spare = buffer.spare_capacity_mut();
+        let length = spare.len();
+        // SAFETY: recv writes at most `length` bytes at a pointer valid for that many (spare
+        // capacity of `buffer`, which nothing else borrows); it only writes, so the bytes need
+        // not be initialized.
+        let received = unsafe {
+            libc::recv(
+                self.fd,
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                length,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if received >= 0 {
+            // SAFETY: recv initialized the first `received` (<= length) bytes of the spare capacity.
+            unsafe { buffer.set_len(buffer.len() + received as usize) };
+            return Ok(received as usize);
+        }
+        let error = io::Error::last_os_error();
+        if !matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ) {
+            return Err(error);
+        }
+        // Nothing there yet: let the runtime wait for data, then keep what that read returned.
+        let mut first = [0u8; WAKE_READ_BYTES];
+        let length = length.min(WAKE_READ_BYTES);
+        let read = self.inner.read(&mut first[..length]).await?;
+        buffer.extend_from_slice(&first[..read]);
+        Ok(read)
+    }
+
     /// Reads into `buf`, returning 0 at end of stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).await

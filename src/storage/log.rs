@@ -138,12 +138,20 @@ impl ShardStorage {
         }
     }
 
-    /// The shard's flusher: writes every dirty log, syncing as its policy says, then waits for
-    /// more. Produces that arrive during a round share the next round's sync.
+    /// The shard's flusher: writes every dirty log, then syncs them as their policy says,
+    /// and meanwhile writes what arrived since (a two-stage pipeline: the device is busy with
+    /// round k+1's writes while round k's syncs are in flight). Produces that arrive during a
+    /// round share the next round's sync.
     pub async fn run_flusher(self: Rc<Self>) {
+        let mut syncing: Option<runtime::Task<()>> = None;
         loop {
             let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
             if dirty.is_empty() {
+                if let Some(round) = syncing.take() {
+                    // Nothing new to write: finish the syncs, then look again.
+                    round.await;
+                    continue;
+                }
                 let (tx, rx) = oneshot::channel();
                 *self.wake.borrow_mut() = Some(tx);
                 if rx.await.is_err() {
@@ -154,15 +162,29 @@ impl ShardStorage {
             for log in &dirty {
                 log.queued.set(false);
             }
-            let flushes = dirty.iter().map(|log| log.flush(false));
-            let results = futures::future::join_all(flushes).await;
+            let writes = dirty.iter().map(|log| log.write_phase(false));
+            let results = futures::future::join_all(writes).await;
+            let mut jobs = Vec::with_capacity(dirty.len());
             for (log, result) in dirty.iter().zip(results) {
-                if let Err(e) = result {
-                    tracing::error!(log = %log.dir.display(), error = %e, "flush failed");
+                match result {
+                    Ok(job) => jobs.push((log.clone(), job)),
+                    Err(e) => tracing::error!(log = %log.dir.display(), error = %e, "write failed"),
                 }
             }
+            // One round of syncs in flight at a time: this round's start when the last one's end.
+            if let Some(round) = syncing.take() {
+                round.await;
+            }
             self.syncs_total
-                .set(self.syncs_total.get() + dirty.len() as u64);
+                .set(self.syncs_total.get() + jobs.len() as u64);
+            syncing = Some(runtime::spawn_task(async move {
+                let syncs = jobs.into_iter().map(|(log, job)| async move {
+                    if let Err(e) = log.sync_phase(job).await {
+                        tracing::error!(log = %log.dir.display(), error = %e, "sync failed");
+                    }
+                });
+                futures::future::join_all(syncs).await;
+            }));
         }
     }
 
@@ -290,6 +312,8 @@ struct LogState {
     durable_offset: Offset,
     /// Everything below this offset has been written to its file (maybe not synced).
     written_offset: Offset,
+    /// Files written since the last sync started: what the next sync covers.
+    unsynced: Vec<Rc<DmaFile>>,
     leader_epoch: i32,
     messages_since_sync: u64,
     /// Bytes appended since the last sync, for the bytes-per-sync histogram.
@@ -328,13 +352,24 @@ impl LogState {
     }
 }
 
+/// What a write phase leaves for the sync phase after it.
+struct SyncJob {
+    /// Whether the log's policy syncs now.
+    sync: bool,
+    /// Messages and bytes that the sync covers, for the flush policy and the metrics.
+    messages: u64,
+    bytes: u64,
+}
+
 pub struct PartitionLog {
     dir: PathBuf,
     state: RefCell<LogState>,
     storage: Rc<ShardStorage>,
     queued: Cell<bool>,
-    flushing: Cell<bool>,
-    flush_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// One write phase at a time, and one sync phase at a time; a write phase may run while
+    /// the previous sync phase is in flight.
+    write_turn: runtime::LocalLock,
+    sync_turn: runtime::LocalLock,
     /// A compaction pass is running (retention waits for it).
     cleaning: Cell<bool>,
 }
@@ -464,6 +499,7 @@ impl PartitionLog {
                 high_watermark: log_end_offset,
                 durable_offset: log_end_offset,
                 written_offset: log_end_offset,
+                unsynced: Vec::new(),
                 leader_epoch,
                 messages_since_sync: 0,
                 bytes_since_sync: 0,
@@ -478,8 +514,8 @@ impl PartitionLog {
             }),
             storage,
             queued: Cell::new(false),
-            flushing: Cell::new(false),
-            flush_waiters: RefCell::new(Vec::new()),
+            write_turn: runtime::LocalLock::new(1),
+            sync_turn: runtime::LocalLock::new(1),
             cleaning: Cell::new(false),
         }))
     }
@@ -678,30 +714,47 @@ impl PartitionLog {
     }
 
     /// Writes pending bytes to their segment files and syncs when the policy (or `force`) says.
+    /// Writes everything appended so far and syncs it as the log's policy says (always, with
+    /// `force`). Concurrent callers take turns; each covers what arrived before it wrote.
     pub async fn flush(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
-        // One flush at a time per log: a second caller waits for the running one, then
-        // flushes whatever arrived meanwhile.
-        while self.flushing.replace(true) {
-            let (tx, rx) = oneshot::channel();
-            self.flush_waiters.borrow_mut().push(tx);
-            let _ = rx.await;
-        }
-        let result = self.flush_inner(force).await;
-        self.flushing.set(false);
-        for waiter in self.flush_waiters.borrow_mut().drain(..) {
-            let _ = waiter.send(());
-        }
+        let job = self.write_phase(force).await?;
+        self.sync_phase(job).await
+    }
+
+    /// Writes every pending batch to its segment file and says what the sync after it covers.
+    async fn write_phase(self: &Rc<Self>, force: bool) -> Result<SyncJob, LogError> {
+        let result = match self.write_turn.acquire_permit(1).await {
+            Ok(_turn) => self.write_pending(force).await,
+            Err(_) => Err(LogError::Io(std::io::Error::other("log closed"))),
+        };
         if let Err(e) = &result {
-            let mut state = self.state.borrow_mut();
-            let reason = e.to_string();
-            for (_, waiter) in state.sync_waiters.drain(..) {
-                let _ = waiter.send(Err(reason.clone()));
-            }
+            self.fail_sync_waiters(e);
         }
         result
     }
 
-    async fn flush_inner(self: &Rc<Self>, force: bool) -> Result<(), LogError> {
+    /// Syncs what a write phase wrote, if its policy says so, and then acknowledges the
+    /// produces waiting for it; finishes sealed segments.
+    async fn sync_phase(self: &Rc<Self>, job: SyncJob) -> Result<(), LogError> {
+        let result = match self.sync_turn.acquire_permit(1).await {
+            Ok(_turn) => self.sync_written(job).await,
+            Err(_) => Err(LogError::Io(std::io::Error::other("log closed"))),
+        };
+        if let Err(e) = &result {
+            self.fail_sync_waiters(e);
+        }
+        result
+    }
+
+    fn fail_sync_waiters(&self, error: &LogError) {
+        let mut state = self.state.borrow_mut();
+        let reason = error.to_string();
+        for (_, waiter) in state.sync_waiters.drain(..) {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+
+    async fn write_pending(self: &Rc<Self>, force: bool) -> Result<SyncJob, LogError> {
         let target = self.state.borrow().log_end_offset;
         // Write every segment that has pending bytes, oldest first. Segments are found by base
         // offset, not position: retention may drop older ones while a write is in flight.
@@ -765,37 +818,63 @@ impl PartitionLog {
                 touched.push(file);
             }
         }
-        let sync_due = {
-            let mut state = self.state.borrow_mut();
-            state.written_offset = target;
-            force
-                || state.sync_every_write()
-                || state
-                    .config
-                    .flush_messages
-                    .is_some_and(|n| state.messages_since_sync >= n)
-                || state
-                    .config
-                    .flush_ms
-                    .is_some_and(|ms| state.last_sync.elapsed().as_millis() as u64 >= ms)
-                || state.segments.iter().any(|s| s.sealed && !s.finalized)
-        };
-        if sync_due {
+        let mut state = self.state.borrow_mut();
+        state.written_offset = target;
+        for file in touched {
+            if !state.unsynced.iter().any(|f| Rc::ptr_eq(f, &file)) {
+                state.unsynced.push(file);
+            }
+        }
+        let sync = force
+            || state.sync_every_write()
+            || state
+                .config
+                .flush_messages
+                .is_some_and(|n| state.messages_since_sync >= n)
+            || state
+                .config
+                .flush_ms
+                .is_some_and(|ms| state.last_sync.elapsed().as_millis() as u64 >= ms)
+            || state.segments.iter().any(|s| s.sealed && !s.finalized);
+        Ok(SyncJob {
+            sync,
+            messages: state.messages_since_sync,
+            bytes: state.bytes_since_sync,
+        })
+    }
+
+    async fn sync_written(self: &Rc<Self>, job: SyncJob) -> Result<(), LogError> {
+        if job.sync {
+            // Covers every write finished before it starts, this job's and any other's.
+            let (files, target) = {
+                let mut state = self.state.borrow_mut();
+                (std::mem::take(&mut state.unsynced), state.written_offset)
+            };
             let sync_started = Instant::now();
-            for file in &touched {
-                file.fdatasync().await.map_err(std::io::Error::from)?;
+            for (i, file) in files.iter().enumerate() {
+                if let Err(e) = file.fdatasync().await {
+                    // Still unsynced: a later sync must not count them as durable.
+                    let mut state = self.state.borrow_mut();
+                    for file in &files[i..] {
+                        if !state.unsynced.iter().any(|f| Rc::ptr_eq(f, file)) {
+                            state.unsynced.push(file.clone());
+                        }
+                    }
+                    return Err(std::io::Error::from(e).into());
+                }
             }
             let mut state = self.state.borrow_mut();
-            if !touched.is_empty() {
+            if !files.is_empty() {
                 let metrics = &self.storage.metrics;
                 metrics
                     .sync_latency_us
                     .record(sync_started.elapsed().as_micros() as u64);
-                metrics.sync_bytes.record(state.bytes_since_sync);
+                metrics.sync_bytes.record(job.bytes);
             }
-            state.bytes_since_sync = 0;
+            // What was appended after this job's write phase waits for a later sync.
+            state.bytes_since_sync = state.bytes_since_sync.saturating_sub(job.bytes);
             state.durable_offset = state.durable_offset.max(target);
-            state.messages_since_sync = 0;
+            state.messages_since_sync = state.messages_since_sync.saturating_sub(job.messages);
             state.last_sync = Instant::now();
             if state.sync_every_write() {
                 state.advance_high_watermark(target);
