@@ -262,3 +262,73 @@ fn a_batch_refused_for_good_inside_a_window_fails_alone_and_the_rest_follow_in_o
         .collect();
     assert_eq!(values, expected);
 }
+
+#[test]
+fn with_linger_zero_records_wait_in_one_batch_while_the_window_is_full() {
+    const HELD: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &[
+            ("advertised.listeners", &advertised),
+            ("metrics.listener", "127.0.0.1:0"),
+        ],
+    );
+    proxy.set_target(&broker.bootstrap);
+    let metrics = broker.metrics.clone().expect("metrics address");
+    let produces = move || {
+        common::metrics::total(
+            &common::metrics::scrape(&metrics),
+            "shardlog_requests_total",
+            &[("api", "Produce")],
+        )
+    };
+    let address = proxy.address.clone();
+    let proxy = std::sync::Arc::new(proxy);
+    let holder = proxy.clone();
+    let count = produces.clone();
+    let (before, offsets) = blocking::run(move || async move {
+        let mut config = ProducerConfig::new(&address);
+        config.linger = Duration::ZERO;
+        config.max_in_flight = 1;
+        let producer = Producer::connect(config).await.expect("producer");
+        let send =
+            |i: usize| producer.send("held", None, Some(Bytes::from(format!("r{i}"))), Some(0));
+        // Connected, metadata known, and the partition's sender idle.
+        send(0)
+            .await
+            .expect("queued")
+            .await
+            .unwrap()
+            .expect("delivered");
+        let before = count();
+        holder.hold_answers();
+        let mut pending = vec![send(1).await.expect("queued")];
+        // Each record arrives after the one before it was due (linger 0), while the only
+        // slot on the wire waits for its answer.
+        for i in 2..HELD + 2 {
+            shardlog::runtime::sleep(Duration::from_millis(2)).await;
+            pending.push(send(i).await.expect("queued"));
+        }
+        holder.release();
+        producer.flush().await;
+        let mut offsets = Vec::new();
+        for delivery in pending {
+            offsets.push(delivery.await.unwrap().expect("delivered").offset);
+        }
+        (before, offsets)
+    })
+    .expect("client executor");
+    let expected: Vec<i64> = (1..HELD as i64 + 2).collect();
+    assert_eq!(offsets, expected, "every record once, in order");
+    let requests = produces() - before;
+    // The first record's request, then one (at most two, if a record raced the release) for
+    // all the records that waited; one request per record without the coalescing.
+    assert!(
+        (2.0..=3.0).contains(&requests),
+        "{requests} produce requests for {} records",
+        HELD + 1
+    );
+}

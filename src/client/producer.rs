@@ -141,11 +141,17 @@ struct OpenBatch {
     deliveries: Vec<Notify>,
     /// What the records count against `buffer_memory`.
     bytes: usize,
+    /// Its linger has passed while the partition had no room on the wire: it keeps taking
+    /// records until the sender has room for it (as Java's accumulator does), rather than
+    /// queueing as a run of small batches behind the full window.
+    due: bool,
 }
 
 #[derive(Default)]
 struct PartitionQueue {
     waiting: std::collections::VecDeque<OpenBatch>,
+    /// The sender has `max_in_flight` batches on the wire.
+    window_full: bool,
     /// Set while the partition's sender runs: a batch closed meanwhile wakes it.
     sender: Option<futures::channel::mpsc::UnboundedSender<()>>,
 }
@@ -368,6 +374,7 @@ impl Producer {
                     ),
                     deliveries: Vec::new(),
                     bytes: 0,
+                    due: false,
                 }
             });
             batch
@@ -389,7 +396,7 @@ impl Producer {
             runtime::spawn(async move {
                 runtime::sleep(inner.config.linger).await;
                 if inner.open_batch_id(&slot) == Some(id) {
-                    inner.close_batch(&slot);
+                    inner.close_batch_when_room(&slot);
                 }
             });
         }
@@ -521,6 +528,27 @@ impl Inner {
     }
 
     /// Takes the open batch of `slot` and sends it in the background.
+    /// Closes the partition's open batch if the sender has room for it; otherwise marks it
+    /// due, and the sender closes it when it has room.
+    fn close_batch_when_room(self: &Rc<Self>, slot: &(String, i32)) {
+        let busy = self
+            .queued
+            .borrow()
+            .get(slot)
+            .is_some_and(|q| q.window_full || !q.waiting.is_empty());
+        if !busy {
+            return self.close_batch(slot);
+        }
+        if let Some(batch) = self
+            .open
+            .borrow_mut()
+            .get_mut(&slot.0)
+            .and_then(|p| p.get_mut(&slot.1))
+        {
+            batch.due = true;
+        }
+    }
+
     fn close_batch(self: &Rc<Self>, slot: &(String, i32)) {
         let Some(batch) = self
             .open
@@ -583,11 +611,27 @@ impl Inner {
                     .borrow_mut()
                     .get_mut(&slot)
                     .and_then(|q| q.waiting.pop_front());
-                let Some(batch) = next else { break };
+                let Some(batch) = next else {
+                    // Room, and nothing closed: the open batch goes if its linger is over.
+                    let due = self
+                        .open
+                        .borrow()
+                        .get(&slot.0)
+                        .and_then(|p| p.get(&slot.1))
+                        .is_some_and(|b| b.due);
+                    if !due {
+                        break;
+                    }
+                    self.close_batch(&slot);
+                    continue;
+                };
                 let sending = self.send_first(&slot, batch).await;
                 window.push_back(sending);
             }
             let room = window.len() < self.config.max_in_flight;
+            if let Some(queue) = self.queued.borrow_mut().get_mut(&slot) {
+                queue.window_full = !room;
+            }
             let Some(head) = window.front_mut() else {
                 let mut queued = self.queued.borrow_mut();
                 let queue = queued.get_mut(&slot).expect("a queue with a sender");

@@ -1,14 +1,16 @@
 //! A TCP proxy in front of a broker that a test can cut: every open connection is closed at
 //! once, as a flaky network would, and the target can move (a restarted broker's new port).
+//! It can also hold the broker's answers back for a while, as a slow broker would.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub struct Proxy {
     pub address: String,
     target: Arc<Mutex<String>>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    held: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Proxy {
@@ -17,9 +19,11 @@ impl Proxy {
         let address = listener.local_addr().unwrap().to_string();
         let target = Arc::new(Mutex::new(String::new()));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let held = Arc::new((Mutex::new(false), Condvar::new()));
         {
             let target = target.clone();
             let open = open.clone();
+            let held = held.clone();
             std::thread::spawn(move || {
                 for client in listener.incoming() {
                     let Ok(client) = client else { continue };
@@ -35,8 +39,12 @@ impl Proxy {
                         open.push(client.try_clone().unwrap());
                         open.push(server.try_clone().unwrap());
                     }
-                    pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                    pipe(server, client);
+                    pipe(
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        None,
+                    );
+                    pipe(server, client, Some(held.clone()));
                 }
             });
         }
@@ -44,6 +52,7 @@ impl Proxy {
             address,
             target,
             open,
+            held,
         }
     }
 
@@ -55,6 +64,17 @@ impl Proxy {
         *self.target.lock().unwrap() = address.to_string();
     }
 
+    /// Stops passing the broker's answers on (requests still reach it) until `release`.
+    pub fn hold_answers(&self) {
+        *self.held.0.lock().unwrap() = true;
+    }
+
+    /// Passes on every answer held back, and those that follow.
+    pub fn release(&self) {
+        *self.held.0.lock().unwrap() = false;
+        self.held.1.notify_all();
+    }
+
     /// Closes every connection open through the proxy.
     pub fn cut(&self) {
         for stream in self.open.lock().unwrap().drain(..) {
@@ -63,13 +83,20 @@ impl Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, held: Option<Arc<(Mutex<bool>, Condvar)>>) {
     std::thread::spawn(move || {
         let mut buffer = vec![0u8; 64 << 10];
         loop {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if let Some(held) = &held {
+                        let (flag, released) = &**held;
+                        let mut holding = flag.lock().unwrap();
+                        while *holding {
+                            holding = released.wait(holding).unwrap();
+                        }
+                    }
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }
