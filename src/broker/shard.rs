@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
+use futures::StreamExt;
 
 use super::group;
 use super::metadata::{self, Image, SharedImage};
@@ -20,6 +21,9 @@ use crate::config::BrokerConfig;
 use crate::runtime::mesh::Mesh;
 use crate::runtime::{self, ShardId};
 use crate::storage::{PartitionLog, ShardStorage};
+
+/// Logs a shard opens (recovers) or closes concurrently.
+const LOGS_OPENED_AT_ONCE: usize = 32;
 
 /// A partition of a topic, by name.
 pub type TopicPartition = (String, i32);
@@ -224,6 +228,7 @@ impl Shard {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot delete partition");
             }
         }
+        let mut to_open = Vec::new();
         for (name, topic) in &image.topics {
             for partition in 0..topic.record.partitions as i32 {
                 if self.owner(name, partition) != self.id {
@@ -233,17 +238,25 @@ impl Shard {
                 let existing = self.logs.borrow().get(&key).cloned();
                 match existing {
                     Some(log) => log.set_config(topic.config.clone()),
-                    None => {
-                        let dir = metadata::partition_dir(&data_dir, name, partition);
-                        let log =
-                            PartitionLog::open(dir, topic.config.clone(), 0, self.storage.clone())
-                                .await?;
-                        self.logs.borrow_mut().insert(key, log.clone());
-                        if name == group::OFFSETS_TOPIC {
-                            group::start_load(self, partition, log);
-                        }
-                    }
+                    None => to_open.push((key, topic.config.clone())),
                 }
+            }
+        }
+        // Several logs open at once: recovery is mostly waiting for reads, and a start with
+        // thousands of partitions should not wait for them one after another.
+        let opens = to_open.into_iter().map(|(key, config)| {
+            let dir = metadata::partition_dir(&data_dir, &key.0, key.1);
+            let storage = self.storage.clone();
+            async move { (key, PartitionLog::open(dir, config, 0, storage).await) }
+        });
+        let mut opened = futures::stream::iter(opens).buffer_unordered(LOGS_OPENED_AT_ONCE);
+        while let Some(((name, partition), log)) = opened.next().await {
+            let log = log?;
+            self.logs
+                .borrow_mut()
+                .insert((name.clone(), partition), log.clone());
+            if name == group::OFFSETS_TOPIC {
+                group::start_load(self, partition, log);
             }
         }
         Ok(())
@@ -351,13 +364,17 @@ impl Shard {
         }
     }
 
-    /// Flushes, syncs and closes every log this shard owns.
+    /// Flushes, syncs and closes every log this shard owns, several at once.
     pub async fn close_logs(&self) {
         let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
-        for log in logs {
+        let closes = logs.into_iter().map(|log| async move {
             if let Err(e) = log.close().await {
                 tracing::error!(log = %log.dir().display(), error = %e, "close failed");
             }
-        }
+        });
+        futures::stream::iter(closes)
+            .buffer_unordered(LOGS_OPENED_AT_ONCE)
+            .for_each(|()| async {})
+            .await;
     }
 }

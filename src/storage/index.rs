@@ -4,8 +4,9 @@
 //! 8 bytes each, one per `index.interval.bytes` of log. Time index: entries of (max timestamp so
 //! far: i64, relative offset: u32), 12 bytes each. Both are kept in memory for every segment (a
 //! 1 GiB segment with the default interval needs 2 MiB of entries) and written when a segment is
-//! sealed. Both are derivable from the log, so a missing or bad index file is rebuilt, never
-//! trusted.
+//! sealed, and for the active segment now and then as a recovery checkpoint (entries of
+//! durable batches only). Both are derivable from the log, so a missing or bad index file is
+//! rebuilt, never trusted.
 
 pub const OFFSET_ENTRY_BYTES: usize = 8;
 pub const TIME_ENTRY_BYTES: usize = 12;
@@ -47,8 +48,14 @@ impl OffsetIndex {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_before(u32::MAX)
+    }
+
+    /// The index file of the entries for batches before `relative_end` (a recovery
+    /// checkpoint names only batches known to be durable).
+    pub fn encode_before(&self, relative_end: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_BYTES);
-        for (offset, position) in &self.entries {
+        for (offset, position) in self.entries.iter().take_while(|(o, _)| *o < relative_end) {
             out.extend_from_slice(&offset.to_be_bytes());
             out.extend_from_slice(&position.to_be_bytes());
         }
@@ -107,8 +114,13 @@ impl TimeIndex {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_before(u32::MAX)
+    }
+
+    /// The index file of the entries for batches before `relative_end`.
+    pub fn encode_before(&self, relative_end: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * TIME_ENTRY_BYTES);
-        for (timestamp, offset) in &self.entries {
+        for (timestamp, offset) in self.entries.iter().take_while(|(_, o)| *o < relative_end) {
             out.extend_from_slice(&timestamp.to_be_bytes());
             out.extend_from_slice(&offset.to_be_bytes());
         }

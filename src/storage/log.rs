@@ -4,12 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
-use super::file::{self, align_down, ALIGN};
+use super::file::{self, align_down, align_up, ALIGN};
 use super::index::{OffsetIndex, TimeIndex};
 use super::producers::{ProducerStates, SequenceCheck, SequenceError};
 use super::Offset;
@@ -20,6 +20,11 @@ use crate::runtime::{self, DmaFile, ReadResult};
 
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
+/// How often, at most, a growing active segment writes its indexes and the producer state as
+/// a recovery checkpoint, so that a start after a crash scans only what came after it.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Growth of the active segment below which no checkpoint is written.
+const CHECKPOINT_MIN_BYTES: u64 = 64 << 10;
 /// The idempotent-producer snapshot of a partition, next to its segments.
 const PRODUCER_SNAPSHOT: &str = "producer.snapshot";
 /// Present while a log is closed cleanly: its active segment's index files are then trusted and
@@ -314,6 +319,9 @@ struct LogState {
     written_offset: Offset,
     /// Files written since the last sync started: what the next sync covers.
     unsynced: Vec<Rc<DmaFile>>,
+    /// The last recovery checkpoint: when, and the active segment's size then.
+    checkpointed_at: Instant,
+    checkpointed_bytes: u64,
     leader_epoch: i32,
     messages_since_sync: u64,
     /// Bytes appended since the last sync, for the bytes-per-sync histogram.
@@ -372,6 +380,8 @@ pub struct PartitionLog {
     sync_turn: runtime::LocalLock,
     /// A compaction pass is running (retention waits for it).
     cleaning: Cell<bool>,
+    /// Bytes the opening scan read (the tails after trusted indexes), for tests and the log.
+    scanned_at_open: u64,
 }
 
 impl PartitionLog {
@@ -410,6 +420,7 @@ impl PartitionLog {
             .unwrap_or_default();
         let mut segments = VecDeque::with_capacity(bases.len().max(1));
         let mut truncated_bytes = 0;
+        let mut scanned_bytes = 0;
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
             let continues = segments
@@ -435,7 +446,7 @@ impl PartitionLog {
                 }
                 break;
             }
-            let (mut segment, truncated) = recover_segment(
+            let (mut segment, truncated, scanned) = recover_segment(
                 &dir,
                 base,
                 is_last,
@@ -451,7 +462,7 @@ impl PartitionLog {
                 let _ = std::fs::remove_file(segment.index_path());
                 let _ = std::fs::remove_file(segment.time_index_path());
                 drop(segment);
-                let (rebuilt, _) = recover_segment(
+                let (rebuilt, _, _) = recover_segment(
                     &dir,
                     base,
                     is_last,
@@ -464,6 +475,7 @@ impl PartitionLog {
                 segment = rebuilt;
             }
             truncated_bytes += truncated;
+            scanned_bytes += scanned;
             segments.push_back(segment);
         }
         if segments.is_empty() {
@@ -486,6 +498,7 @@ impl PartitionLog {
             log_start_offset,
             log_end_offset,
             clean_shutdown = clean,
+            scanned_bytes,
             recovery_ms = started.elapsed().as_secs_f64() * 1e3,
             "log opened"
         );
@@ -500,6 +513,8 @@ impl PartitionLog {
                 durable_offset: log_end_offset,
                 written_offset: log_end_offset,
                 unsynced: Vec::new(),
+                checkpointed_at: Instant::now(),
+                checkpointed_bytes: 0,
                 leader_epoch,
                 messages_since_sync: 0,
                 bytes_since_sync: 0,
@@ -517,11 +532,27 @@ impl PartitionLog {
             write_turn: runtime::LocalLock::new(1),
             sync_turn: runtime::LocalLock::new(1),
             cleaning: Cell::new(false),
+            scanned_at_open: scanned_bytes,
         }))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bytes of segment files read by the scan when this log was opened.
+    pub fn scanned_at_open(&self) -> u64 {
+        self.scanned_at_open
+    }
+
+    /// Makes the next sync write a recovery checkpoint if the segment grew enough, as if the
+    /// last one were old.
+    #[cfg(test)]
+    fn age_checkpoint(&self) {
+        let mut state = self.state.borrow_mut();
+        if let Some(then) = Instant::now().checked_sub(CHECKPOINT_INTERVAL) {
+            state.checkpointed_at = then;
+        }
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -889,7 +920,48 @@ impl PartitionLog {
                 }
             }
         }
+        self.checkpoint_if_due().await?;
         self.finalize_sealed().await?;
+        Ok(())
+    }
+
+    /// Writes the active segment's indexes, up to the durable offset, and the producer state,
+    /// when the segment grew and the last checkpoint is old enough: recovery after a crash
+    /// trusts that much of the segment and scans only the rest.
+    async fn checkpoint_if_due(&self) -> Result<(), LogError> {
+        let job = {
+            let state = self.state.borrow();
+            let active = state.segments.back().expect("non-empty");
+            let grown = active.written.saturating_sub(state.checkpointed_bytes);
+            let due = active.file.is_some()
+                && grown >= CHECKPOINT_MIN_BYTES
+                && state.checkpointed_at.elapsed() >= CHECKPOINT_INTERVAL;
+            due.then(|| {
+                let durable = (state.durable_offset - active.base_offset).clamp(0, u32::MAX.into());
+                (
+                    active.index.encode_before(durable as u32),
+                    active.time_index.encode_before(durable as u32),
+                    active.index_path(),
+                    active.time_index_path(),
+                    active.written,
+                )
+            })
+        };
+        let Some((index, time_index, index_path, time_path, written)) = job else {
+            return Ok(());
+        };
+        // The producer state first: the indexes say where recovery scans from, and the state
+        // must cover every batch before that.
+        self.write_producer_snapshot().await?;
+        let (a, b) = futures::join!(
+            file::write_whole(&index_path, &index),
+            file::write_whole(&time_path, &time_index)
+        );
+        a?;
+        b?;
+        let mut state = self.state.borrow_mut();
+        state.checkpointed_at = Instant::now();
+        state.checkpointed_bytes = written;
         Ok(())
     }
 
@@ -1345,9 +1417,10 @@ fn first_record_at(
     found
 }
 
-/// Opens one segment from disk. Sealed segments, and the last one after a clean shutdown, trust
-/// a valid index and only read their tail; otherwise the segment is scanned with CRC checks and
-/// a torn tail is truncated. Returns the segment and how many bytes were truncated.
+/// Opens one segment from disk. A valid index is trusted up to its last entry (complete for
+/// sealed segments and a cleanly closed last one; a recovery checkpoint's after a crash), and
+/// only the rest is read; after a crash it is checked batch by batch and a torn tail is
+/// truncated. Returns the segment, how many bytes were truncated and how many were read.
 async fn recover_segment(
     dir: &Path,
     base: Offset,
@@ -1356,14 +1429,17 @@ async fn recover_segment(
     gaps_allowed: bool,
     config: &TopicConfig,
     producers: &mut ProducerStates,
-) -> Result<(Segment, u64), LogError> {
+) -> Result<(Segment, u64, u64), LogError> {
     let mut segment = Segment::new(dir, base);
     let file = file::open_rw(&segment.path).await?;
     let file_size = file.file_size().await.map_err(std::io::Error::from)?;
     let interval = u64::from(config.index_interval_bytes);
     let mut scan_from = 0u64;
     let mut check_crc = true;
-    if !is_last || clean_shutdown {
+    // Sealed segments and a cleanly closed last one have complete indexes; the last one after
+    // a crash may have a checkpoint's, which names durable batches only. Either way the
+    // batches up to the last entry are trusted, and the rest is scanned.
+    {
         let index = file::read_whole(&segment.index_path()).await?;
         let time_index = file::read_whole(&segment.time_index_path()).await?;
         if let (Some(index), Some(time_index)) = (index, time_index) {
@@ -1377,7 +1453,8 @@ async fn recover_segment(
                     segment.max_timestamp = time_index.last().map_or(-1, |(t, _)| t);
                     segment.index = index;
                     segment.time_index = time_index;
-                    check_crc = false;
+                    // After a crash the tail is checked batch by batch: it may be torn.
+                    check_crc = is_last && !clean_shutdown;
                 }
             }
         }
@@ -1421,12 +1498,9 @@ async fn recover_segment(
                     if is_last {
                         producers.record(&header);
                     }
-                    if rebuild_index {
-                        segment.note_batch(&header, at, interval);
-                    } else {
-                        segment.last_offset = header.last_offset();
-                        segment.max_timestamp = segment.max_timestamp.max(header.max_timestamp);
-                    }
+                    // Indexes the scanned batches (all of them when the index is rebuilt; those
+                    // after its last entry otherwise, as appends would have).
+                    segment.note_batch(&header, at, interval);
                     cursor += header.size;
                     valid_end = carry_start + cursor as u64;
                 }
@@ -1437,7 +1511,14 @@ async fn recover_segment(
         carry.drain(..cursor);
         carry_start += cursor as u64;
     }
-    let truncated = file_size - valid_end;
+    let mut truncated = file_size - valid_end;
+    // Zeros up to the end of the last block are the padding of the last direct write (a
+    // cleanly closed log keeps it), not a torn tail.
+    let rest = &carry[(valid_end - carry_start) as usize..];
+    let padding = position == file_size
+        && file_size <= align_up(valid_end)
+        && rest.len() as u64 == file_size - valid_end
+        && rest.iter().all(|&b| b == 0);
     if truncated > 0 {
         file.truncate(valid_end)
             .await
@@ -1463,7 +1544,10 @@ async fn recover_segment(
         }
     }
     segment.file = Some(file);
-    Ok((segment, truncated))
+    if padding {
+        truncated = 0;
+    }
+    Ok((segment, truncated, position - scan_from))
 }
 
 #[path = "cleaner.rs"]
