@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use super::file::{self, align_down, align_up, ALIGN};
-use super::index::{OffsetIndex, TimeIndex};
+use super::index::{self, OffsetIndex, TimeIndex};
 use super::producers::{ProducerStates, SequenceCheck, SequenceError};
 use super::Offset;
 use crate::config::{TimestampType, TopicConfig};
@@ -21,10 +21,16 @@ use crate::runtime::{self, DmaFile, ReadResult};
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
 /// How often, at most, a growing active segment writes its indexes and the producer state as
-/// a recovery checkpoint, so that a start after a crash scans only what came after it.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// Growth of the active segment below which no checkpoint is written.
+/// a recovery checkpoint, so that a start after a crash scans only what came after it (at
+/// most this long's worth of appends).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// Growth of the active segment below which no checkpoint is written: at least this, and at
+/// least `CHECKPOINT_GROWTH_PER_INDEX_BYTE` times the size of the index files, so rewriting
+/// them costs a small fraction of the appends.
 const CHECKPOINT_MIN_BYTES: u64 = 64 << 10;
+const CHECKPOINT_GROWTH_PER_INDEX_BYTE: u64 = 8;
+/// Record sets smaller than this are copied out of the request buffer when appended.
+const OWN_ALLOCATION_BELOW_BYTES: usize = 8 << 10;
 /// The idempotent-producer snapshot of a partition, next to its segments.
 const PRODUCER_SNAPSHOT: &str = "producer.snapshot";
 /// Present while a log is closed cleanly: its active segment's index files are then trusted and
@@ -660,7 +666,14 @@ impl PartitionLog {
             next += i64::from(header.last_offset_delta) + 1;
             position += header.size;
         }
-        let records = records.freeze();
+        // A small record set is a view of a much larger socket read buffer; kept in the cache
+        // as it is, it would keep that whole buffer alive (a partition with one small batch
+        // would hold 64 KiB or more). Small sets get an allocation of their own instead.
+        let records = if records.len() < OWN_ALLOCATION_BELOW_BYTES {
+            Bytes::copy_from_slice(&records)
+        } else {
+            records.freeze()
+        };
         let interval = u64::from(state.config.index_interval_bytes);
         let mut position = 0;
         let mut cached = Vec::with_capacity(headers.len());
@@ -933,8 +946,12 @@ impl PartitionLog {
             let state = self.state.borrow();
             let active = state.segments.back().expect("non-empty");
             let grown = active.written.saturating_sub(state.checkpointed_bytes);
+            let index_bytes = (active.index.len() * index::OFFSET_ENTRY_BYTES
+                + active.time_index.len() * index::TIME_ENTRY_BYTES)
+                as u64;
             let due = active.file.is_some()
-                && grown >= CHECKPOINT_MIN_BYTES
+                && grown
+                    >= CHECKPOINT_MIN_BYTES.max(index_bytes * CHECKPOINT_GROWTH_PER_INDEX_BYTE)
                 && state.checkpointed_at.elapsed() >= CHECKPOINT_INTERVAL;
             due.then(|| {
                 let durable = (state.durable_offset - active.base_offset).clamp(0, u32::MAX.into());
