@@ -12,6 +12,10 @@
 #   produce-1k      1 KiB, acks=all, linger 1 ms, batches of 128 KiB, 1 topic, 8 partitions
 #   consume-1k      that topic from the start, all 8 partitions
 #   produce-100b    the same produce with 100-byte messages, to a second topic
+#   latency-50mb    `shardlog bench e2e` (our client; rdkafka_performance has no open-loop
+#                   mode): 1 KiB at a fixed 50 MB/s, open loop, acks=all, linger 1 ms,
+#                   8 partitions; produce-to-consume and acknowledgement latency
+#   latency-idle    the same at 1000 msg/s, linger 0, one partition
 #
 # Fixed message counts per broker (throughput is a rate, so the counts may differ; the result
 # file records them). Environment: SHARDLOG_1K (default 5000000), SHARDLOG_100B (20000000),
@@ -30,6 +34,7 @@ TANSU_100B=${TANSU_100B:-6000000}
 TANSU_SQLITE_1K=${TANSU_SQLITE_1K:-300000}
 TANSU_SQLITE_100B=${TANSU_SQLITE_100B:-1000000}
 TANSU_VERSION=${TANSU_VERSION:-0.1.2}
+LATENCY_S=${LATENCY_S:-10}
 PARTITIONS=8
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -157,12 +162,48 @@ workload() {
   MS[$broker/$name]=$(column "$log" 1) COUNT[$broker/$name]=$count
 }
 
-# The three workloads against the running broker $1, counts $2 (1 KiB) and $3 (100 B).
+declare -A LAT
+
+# An open-loop latency run of `shardlog bench e2e` against the running broker $1 (workload
+# $2, topic $3, then the bench options); keeps the percentiles of both latencies.
+latency() {
+  local broker=$1 name=$2 topic=$3 json
+  shift 3
+  json=$WORK/$broker-$name.json
+  local command=("$BIN" bench --bootstrap "$BOOTSTRAP" e2e --topic "$topic" --size 1024
+    --acks all --producers 1 --consumers 1 --duration "$LATENCY_S" --warmup 2 "$@" --json "$json")
+  COMMANDS+=("$broker: ${command[*]}")
+  echo "== $broker $name" >&2
+  # The bench exits 1 when the broker's end offsets disagree with what it produced; that is
+  # fatal for shardlog, and recorded for a peer (its figures are still measured).
+  if ! timeout 300 "${command[@]}" >"$WORK/$broker-$name.log" 2>&1; then
+    if [ "$broker" = shardlog ] || [ ! -s "$json" ]; then
+      tail -n 20 "$WORK/$broker-$name.log" >&2
+      echo "$broker $name failed" >&2
+      exit 1
+    fi
+  fi
+  LAT[$broker/$name]=$(python3 - "$json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+e, a, v = r["latency"], r["ack_latency"], r["verification"]
+check = "ok" if v["ok"] else (f'MISMATCH: end offsets moved by {v["expected_messages"]}, '
+                              f'{v["counted_messages"]} produced')
+print(f'{r["throughput_mb_per_s"]:.1f} | {a["p50_ms"]:.3f} / {a["p99_ms"]:.3f} / {a["p99_9_ms"]:.3f} / {a["p99_99_ms"]:.3f} | '
+      f'{e["p50_ms"]:.3f} / {e["p99_ms"]:.3f} / {e["p99_9_ms"]:.3f} / {e["p99_99_ms"]:.3f} | {check}')
+PY
+)
+}
+
+# The workloads against the running broker $1, counts $2 (1 KiB) and $3 (100 B).
 workloads() {
   local broker=$1 n1k=$2 n100=$3
   workload "$broker" produce-1k produce "peers-1k-$STAMP" 1024 "$n1k"
   workload "$broker" consume-1k consume "peers-1k-$STAMP" 1024 "$n1k"
   workload "$broker" produce-100b produce "peers-100b-$STAMP" 100 "$n100"
+  latency "$broker" latency-50mb "peers-lat-$STAMP" --partitions "$PARTITIONS" --linger-ms 1 \
+    --batch-bytes 131072 --rate-mb 50
+  latency "$broker" latency-idle "peers-idle-$STAMP" --partitions 1 --linger-ms 0 --rate 1000
 }
 
 BROKERS=()
@@ -178,7 +219,7 @@ BROKER_CMD=("$BIN" broker
 LOAD[shardlog]=$(cut -d' ' -f1-3 /proc/loadavg)
 start_broker
 START_CMD[shardlog]="${BROKER_CMD[*]/$WORK/\$WORK}"
-for t in "peers-1k-$STAMP" "peers-100b-$STAMP"; do
+for t in "peers-1k-$STAMP" "peers-100b-$STAMP" "peers-lat-$STAMP"; do
   "$BIN" topic create "$t" -p "$PARTITIONS" --bootstrap "$BOOTSTRAP" >/dev/null
   COMMANDS+=("shardlog: target/release/shardlog topic create $t -p $PARTITIONS --bootstrap $BOOTSTRAP")
 done
@@ -204,14 +245,16 @@ run_tansu() {
     return 0
   fi
   START_CMD[$broker]="${BROKER_CMD[*]/$WORK/\$WORK}"
-  for t in "peers-1k-$STAMP" "peers-100b-$STAMP"; do
+  for t in "peers-1k-$STAMP" "peers-100b-$STAMP" "peers-lat-$STAMP"; do
     "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions "$PARTITIONS" "$t" >/dev/null
     COMMANDS+=("$broker: tansu topic create --broker tcp://$BOOTSTRAP --partitions $PARTITIONS $t")
   done
   # Tansu answers a create without error either way; check that the topics have 8 partitions.
   local listed
   listed=$("$TANSU" topic list --broker "tcp://$BOOTSTRAP" | grep -o '"partition_index"' | wc -l)
-  [ "$listed" -eq $((2 * PARTITIONS)) ] || { echo "$broker: $listed partitions listed, expected $((2 * PARTITIONS))" >&2; exit 1; }
+  [ "$listed" -eq $((3 * PARTITIONS)) ] || { echo "$broker: $listed partitions listed, expected $((3 * PARTITIONS))" >&2; exit 1; }
+  "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions 1 "peers-idle-$STAMP" >/dev/null
+  COMMANDS+=("$broker: tansu topic create --broker tcp://$BOOTSTRAP --partitions 1 peers-idle-$STAMP")
   workloads "$broker" "$n1k" "$n100"
   BROKERS+=("$broker")
   echo "== stopping $broker" >&2
@@ -249,8 +292,22 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     done
   done
   echo
+  echo "Latency, open loop (\`shardlog bench e2e\`, the same client for every broker), $LATENCY_S s"
+  echo "after 2 s of warm-up; ms from the time each message was due: acknowledgement, and"
+  echo "produce-to-consume (end to end). latency-50mb: 1 KiB at 50 MB/s, linger 1 ms, $PARTITIONS"
+  echo "partitions; latency-idle: 1000 msg/s, linger 0, 1 partition."
+  echo
+  echo "| workload | broker | MB/s | ack p50 / p99 / p99.9 / p99.99 | end to end p50 / p99 / p99.9 / p99.99 | counts |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  for w in latency-50mb latency-idle; do
+    for b in "${BROKERS[@]}"; do
+      echo "| $w | $b | ${LAT[$b/$w]} |"
+    done
+  done
+  echo
   echo "Every run checked: produce delivered = count with 0 failed deliveries (dr, dr_err);"
-  echo "consume received = count."
+  echo "consume received = count; latency runs: the broker's offsets (ListOffsets) match what"
+  echo "the bench produced and consumed."
   echo
   echo "## Environment"
   echo "git rev-parse HEAD: $(git rev-parse HEAD)"
