@@ -10,8 +10,8 @@
 #   tansu-memory    Tansu in memory (NOT durable: a reply means the broker holds it in RAM)
 # Workloads, the same command lines on every broker (topics created with 8 partitions):
 #   produce-1k      1 KiB, acks=all, linger 1 ms, batches of 128 KiB, 1 topic, 8 partitions
-#   consume-1k      that topic from the start, all 8 partitions (shardlog's tail cache is
-#                   sized to hold it: SHARDLOG_CACHE bytes, default 6 GiB)
+#   consume-1k      that topic from the start, all 8 partitions (from shardlog's disk: the
+#                   topic is larger than its tail cache, SHARDLOG_CACHE bytes)
 #   produce-100b    the same produce with 100-byte messages, to a second topic
 #   latency-50mb    `shardlog bench e2e` (our client; rdkafka_performance has no open-loop
 #                   mode): 1 KiB at a fixed 50 MB/s, open loop, acks=all, linger 1 ms,
@@ -36,9 +36,11 @@ TANSU_SQLITE_1K=${TANSU_SQLITE_1K:-300000}
 TANSU_SQLITE_100B=${TANSU_SQLITE_100B:-1000000}
 TANSU_VERSION=${TANSU_VERSION:-0.1.2}
 LATENCY_S=${LATENCY_S:-10}
-# The tail cache holds the whole 1 KiB topic, so its consume is served from memory, as
-# Tansu's memory engine serves it (and as the consume target is stated).
-SHARDLOG_CACHE=${SHARDLOG_CACHE:-6442450944}
+# shardlog's tail cache (batch.cache.bytes; the broker's default, 256 MiB, unless set). A
+# cache that holds the whole 1 KiB topic serves its consume from memory, but filling it costs
+# the produce a page fault per 4 KiB of fresh memory (about half its throughput here), so the
+# consume-from-cache figure is measured by perf/targets.sh instead.
+SHARDLOG_CACHE=${SHARDLOG_CACHE:-268435456}
 PARTITIONS=8
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
