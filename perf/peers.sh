@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # shardlog against a peer Kafka-compatible broker, Tansu, on this machine in the same run, with
-# librdkafka's rdkafka_performance as the common client. Writes perf/results/peers-<date>.txt.
+# librdkafka's rdkafka_performance as the common client. Writes perf/results/peers-<date>.txt,
+# and peers-<date>.svg: the ratios shardlog / peer of every throughput workload and the p99
+# latencies, as bar charts.
 #
 #   bash perf/peers.sh            (from anywhere)
 #
@@ -13,6 +15,8 @@
 #   consume-1k      that topic from the start, all 8 partitions (from shardlog's disk: the
 #                   topic is larger than its tail cache, SHARDLOG_CACHE bytes)
 #   produce-100b    the same produce with 100-byte messages, to a second topic
+#   produce-1k-1p   the 1 KiB produce to a topic of 1 partition, and (produce-1k-64p) of 64,
+#                   half as many messages each
 #   latency-50mb    `shardlog bench e2e` (our client; rdkafka_performance has no open-loop
 #                   mode): 1 KiB at a fixed 50 MB/s, open loop, acks=all, linger 1 ms,
 #                   8 partitions; produce-to-consume and acknowledgement latency
@@ -207,6 +211,8 @@ workloads() {
   workload "$broker" produce-1k produce "peers-1k-$STAMP" 1024 "$n1k"
   workload "$broker" consume-1k consume "peers-1k-$STAMP" 1024 "$n1k"
   workload "$broker" produce-100b produce "peers-100b-$STAMP" 100 "$n100"
+  workload "$broker" produce-1k-1p produce "peers-1p-$STAMP" 1024 $((n1k / 2))
+  workload "$broker" produce-1k-64p produce "peers-64p-$STAMP" 1024 $((n1k / 2))
   latency "$broker" latency-50mb "peers-lat-$STAMP" --partitions "$PARTITIONS" --linger-ms 1 \
     --batch-bytes 131072 --rate-mb 50
   latency "$broker" latency-idle "peers-idle-$STAMP" --partitions 1 --linger-ms 0 --rate 1000
@@ -229,6 +235,11 @@ START_CMD[shardlog]="${BROKER_CMD[*]/$WORK/\$WORK}"
 for t in "peers-1k-$STAMP" "peers-100b-$STAMP" "peers-lat-$STAMP"; do
   "$BIN" topic create "$t" -p "$PARTITIONS" --bootstrap "$BOOTSTRAP" >/dev/null
   COMMANDS+=("shardlog: target/release/shardlog topic create $t -p $PARTITIONS --bootstrap $BOOTSTRAP")
+done
+for tp in "peers-1p-$STAMP 1" "peers-64p-$STAMP 64"; do
+  read -r t p <<<"$tp"
+  "$BIN" topic create "$t" -p "$p" --bootstrap "$BOOTSTRAP" >/dev/null
+  COMMANDS+=("shardlog: target/release/shardlog topic create $t -p $p --bootstrap $BOOTSTRAP")
 done
 workloads shardlog "$SHARDLOG_1K" "$SHARDLOG_100B"
 BROKERS+=(shardlog)
@@ -260,8 +271,11 @@ run_tansu() {
   local listed
   listed=$("$TANSU" topic list --broker "tcp://$BOOTSTRAP" | grep -o '"partition_index"' | wc -l)
   [ "$listed" -eq $((3 * PARTITIONS)) ] || { echo "$broker: $listed partitions listed, expected $((3 * PARTITIONS))" >&2; exit 1; }
-  "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions 1 "peers-idle-$STAMP" >/dev/null
-  COMMANDS+=("$broker: tansu topic create --broker tcp://$BOOTSTRAP --partitions 1 peers-idle-$STAMP")
+  for tp in "peers-idle-$STAMP 1" "peers-1p-$STAMP 1" "peers-64p-$STAMP 64"; do
+    read -r t p <<<"$tp"
+    "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions "$p" "$t" >/dev/null
+    COMMANDS+=("$broker: tansu topic create --broker tcp://$BOOTSTRAP --partitions $p $t")
+  done
   workloads "$broker" "$n1k" "$n100"
   BROKERS+=("$broker")
   echo "== stopping $broker" >&2
@@ -291,7 +305,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   printf '| %-13s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' \
     workload broker messages "time (ms)" "msg/s" "MB/s" "shardlog / broker"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
-  for w in produce-1k consume-1k produce-100b; do
+  for w in produce-1k consume-1k produce-100b produce-1k-1p produce-1k-64p; do
     for b in "${BROKERS[@]}"; do
       printf '| %-13s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' "$w" "$b" \
         "${COUNT[$b/$w]}" "${MS[$b/$w]}" "${MSGS[$b/$w]}" "${MB[$b/$w]}" \
@@ -340,7 +354,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   echo
   echo "## rdkafka_performance: final rows"
   for b in "${BROKERS[@]}"; do
-    for w in produce-1k consume-1k produce-100b; do
+    for w in produce-1k consume-1k produce-100b produce-1k-1p produce-1k-64p; do
       echo "$b $w:"
       grep -E '^\| +elapsed' "$WORK/$b-$w.log" | head -n 1
       final_row "$WORK/$b-$w.log"
@@ -348,5 +362,59 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   done
 } >"$RESULT"
 
+# The chart: one bar per workload and peer (shardlog / peer in msg/s, a line at 1), then the
+# acknowledgement p99 of each latency workload per broker on a log scale.
+{
+  for w in produce-1k consume-1k produce-100b produce-1k-1p produce-1k-64p; do
+    for b in "${BROKERS[@]}"; do
+      [ "$b" = shardlog ] && continue
+      printf 'ratio\t%s\t%s\t%s\n' "$w" "$b" "$(ratio "${MSGS[shardlog/$w]}" "${MSGS[$b/$w]}")"
+    done
+  done
+  for w in latency-50mb latency-idle; do
+    for b in "${BROKERS[@]}"; do
+      printf 'p99\t%s\t%s\t%s\n' "$w" "$b" \
+        "$(echo "${LAT[$b/$w]}" | awk -F'|' '{ split($2, a, "/"); gsub(/ /, "", a[2]); print a[2] }')"
+    done
+  done
+} >"$WORK/chart.tsv"
+python3 - "$WORK/chart.tsv" "${RESULT%.txt}.svg" "$STAMP" <<'PY'
+import math, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
+ratios = [(w, b, float(v)) for k, w, b, v in rows if k == "ratio" and v not in ("-", "")]
+p99 = [(w, b, float(v)) for k, w, b, v in rows if k == "p99" and v not in ("-", "")]
+width, left, bar, gap = 760, 250, 18, 8
+out = [f'<text x="20" y="28" font-size="16" font-weight="bold">shardlog against its peers, {sys.argv[3]}</text>',
+       '<text x="20" y="52" font-size="13">Throughput, shardlog / peer in msg/s (rdkafka_performance; above 1: shardlog is faster)</text>']
+y = 64
+top = max([r for _, _, r in ratios] + [1.0]) * 1.1
+scale = (width - left - 60) / top
+for w, b, r in ratios:
+    out.append(f'<text x="{left - 8}" y="{y + 13}" font-size="12" text-anchor="end">{w} vs {b}</text>')
+    out.append(f'<rect x="{left}" y="{y}" width="{r * scale:.1f}" height="{bar}" fill="#3b7dd8"/>')
+    out.append(f'<text x="{left + r * scale + 4:.1f}" y="{y + 13}" font-size="12">{r:.2f}</text>')
+    y += bar + gap
+one = left + scale
+out.append(f'<line x1="{one:.1f}" y1="60" x2="{one:.1f}" y2="{y - gap + 4}" stroke="#c0392b" stroke-dasharray="4 3"/>')
+out.append(f'<text x="{one + 3:.1f}" y="{y + 10}" font-size="11" fill="#c0392b">1.0</text>')
+y += 40
+out.append(f'<text x="20" y="{y}" font-size="13">Acknowledgement latency p99 in ms (shardlog bench e2e, open loop; log scale from 0.1 ms)</text>')
+y += 12
+hi = max([v for _, _, v in p99] + [1.0])
+span = math.log10(hi * 2) - math.log10(0.1)
+lscale = (width - left - 60) / span
+for w, b, v in p99:
+    length = max(1.0, (math.log10(max(v, 0.1)) - math.log10(0.1)) * lscale)
+    colour = "#3b7dd8" if b == "shardlog" else "#999999"
+    out.append(f'<text x="{left - 8}" y="{y + 13}" font-size="12" text-anchor="end">{w}, {b}</text>')
+    out.append(f'<rect x="{left}" y="{y}" width="{length:.1f}" height="{bar}" fill="{colour}"/>')
+    out.append(f'<text x="{left + length + 4:.1f}" y="{y + 13}" font-size="12">{v:g}</text>')
+    y += bar + gap
+height = y + 20
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">',
+       f'<rect width="{width}" height="{height}" fill="white"/>'] + out + ['</svg>']
+open(sys.argv[2], "w").write("\n".join(svg) + "\n")
+PY
+
 sed -n '1,/^## Environment/p' "$RESULT" | sed '$d'
-echo "wrote ${RESULT#"$ROOT"/}"
+echo "wrote ${RESULT#"$ROOT"/} and $(basename "${RESULT%.txt}.svg")"

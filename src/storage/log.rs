@@ -388,6 +388,8 @@ pub struct PartitionLog {
     cleaning: Cell<bool>,
     /// Bytes the opening scan read (the tails after trusted indexes), for tests and the log.
     scanned_at_open: u64,
+    /// Closed cleanly: its index files and producer state are final.
+    closed: Cell<bool>,
 }
 
 impl PartitionLog {
@@ -539,6 +541,7 @@ impl PartitionLog {
             sync_turn: runtime::LocalLock::new(1),
             cleaning: Cell::new(false),
             scanned_at_open: scanned_bytes,
+            closed: Cell::new(false),
         }))
     }
 
@@ -942,6 +945,9 @@ impl PartitionLog {
     /// when the segment grew and the last checkpoint is old enough: recovery after a crash
     /// trusts that much of the segment and scans only the rest.
     async fn checkpoint_if_due(&self) -> Result<(), LogError> {
+        if self.closed.get() {
+            return Ok(());
+        }
         let job = {
             let state = self.state.borrow();
             let active = state.segments.back().expect("non-empty");
@@ -1379,6 +1385,14 @@ impl PartitionLog {
     /// Flushes, syncs and writes the active segment's indexes: a clean close.
     pub async fn close(self: &Rc<Self>) -> Result<(), LogError> {
         self.flush(true).await?;
+        // From here no sync phase runs (a flusher round still in flight waits, then finds
+        // the log closed), so no checkpoint writes these files while the close does.
+        self.closed.set(true);
+        let _turn = self
+            .sync_turn
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Io(std::io::Error::other("log closed")))?;
         let job = {
             let state = self.state.borrow();
             let active = state.segments.back().expect("non-empty");
