@@ -302,12 +302,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   echo "ratio = shardlog msg/s / the broker's msg/s (same message size, so the same for MB/s)."
   echo "MB/s is 10^6 bytes of message values per second as rdkafka_performance reports it."
   echo
-  printf '| %-13s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' \
+  printf '| %-14s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' \
     workload broker messages "time (ms)" "msg/s" "MB/s" "shardlog / broker"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   for w in produce-1k consume-1k produce-100b produce-1k-1p produce-1k-64p; do
     for b in "${BROKERS[@]}"; do
-      printf '| %-13s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' "$w" "$b" \
+      printf '| %-14s | %-12s | %9s | %9s | %11s | %9s | %18s |\n' "$w" "$b" \
         "${COUNT[$b/$w]}" "${MS[$b/$w]}" "${MSGS[$b/$w]}" "${MB[$b/$w]}" \
         "$(ratio "${MSGS[shardlog/$w]}" "${MSGS[$b/$w]}")"
     done
