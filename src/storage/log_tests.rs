@@ -79,6 +79,17 @@ fn write_closed_log(path: &Path) {
     });
 }
 
+/// Puts half a batch after the valid data of a segment file (dropping its zero padding), as a
+/// crash mid-write would leave it.
+fn tear_tail(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes.truncate(end);
+    let partial = encoded_batch(4, 100, Compression::None);
+    bytes.extend_from_slice(&partial[..partial.len() / 2]);
+    std::fs::write(file, &bytes).unwrap();
+}
+
 fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -128,14 +139,7 @@ fn torn_tail_is_truncated_and_offsets_continue() {
         let log = open(&p, TopicConfig::default(), 1 << 20).await;
         append_batches(&log, 3, 4).await;
     });
-    // Half a batch after the valid data, as a crash mid-write would leave it.
-    let file = files(&path, "log").pop().unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-    bytes.truncate(end);
-    let partial = encoded_batch(4, 100, Compression::None);
-    bytes.extend_from_slice(&partial[..partial.len() / 2]);
-    std::fs::write(&file, &bytes).unwrap();
+    tear_tail(&files(&path, "log").pop().unwrap());
     run(move || async move {
         let log = open(&path, TopicConfig::default(), 1 << 20).await;
         assert_eq!(log.log_end_offset(), 12);
@@ -166,13 +170,7 @@ fn after_a_crash_only_the_part_after_the_last_checkpoint_is_scanned() {
         path.join("00000000000000000000.index").exists(),
         "the checkpoint wrote the active segment's index"
     );
-    // A torn batch after the valid data.
-    let mut bytes = std::fs::read(&file).unwrap();
-    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-    bytes.truncate(end);
-    let partial = encoded_batch(4, 100, Compression::None);
-    bytes.extend_from_slice(&partial[..partial.len() / 2]);
-    std::fs::write(&file, &bytes).unwrap();
+    tear_tail(&file);
     run(move || async move {
         let log = open(&path, TopicConfig::default(), 1 << 20).await;
         assert_eq!(log.log_end_offset(), last + 1);
