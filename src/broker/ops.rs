@@ -43,6 +43,8 @@ pub struct ProduceResult {
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// KIP-467: the records that made the batch fail, by index in the record set, and why.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl ProduceResult {
@@ -67,6 +69,7 @@ impl ProduceResult {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -102,12 +105,36 @@ pub fn produce_local(
         let config = log.config();
         let validated = batch::validate_record_set(&records, config.max_message_bytes as usize)
             .and_then(|headers| {
-                if config.cleanup_policy.compact {
-                    batch::check_keys(&records, &headers)?;
-                }
-                Ok(headers)
+                let keyless = if config.cleanup_policy.compact {
+                    batch::keyless_records(&records, &headers)?
+                } else {
+                    Vec::new()
+                };
+                Ok((headers, keyless))
             });
         let headers = match validated {
+            Ok((_, keyless)) if !keyless.is_empty() => {
+                let mut refused = ProduceResult::refused(
+                    &batch.topic,
+                    partition,
+                    code::INVALID_RECORD,
+                    &format_args!(
+                        "{} of the records have no key, which a compacted topic requires",
+                        keyless.len()
+                    ),
+                );
+                let reason = format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
+                    batch.topic
+                );
+                refused.record_errors = keyless.into_iter().map(|i| (i, reason.clone())).collect();
+                results.push(refused);
+                continue;
+            }
+            Ok((headers, _)) => Ok(headers),
+            Err(e) => Err(e),
+        };
+        let headers = match headers {
             Ok(headers) => headers,
             Err(e) => {
                 results.push(ProduceResult::refused(
@@ -138,6 +165,7 @@ pub fn produce_local(
                     base_offset: info.base_offset,
                     log_append_time_ms: info.log_append_time_ms,
                     log_start_offset: info.log_start_offset,
+                    record_errors: Vec::new(),
                 });
             }
             Err(LogError::Sequence(e)) => results.push(ProduceResult::refused(

@@ -22,11 +22,10 @@ use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::messages::{self as m, ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::connection::Connection;
 use super::ClientError;
-use crate::protocol::batch;
+use crate::protocol::{batch, records};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -543,17 +542,17 @@ fn decode_records(
             Err(batch::BatchError::Truncated(_)) => break,
             Err(e) => return Err(corrupt(e.to_string())),
         };
-        let mut one = data.split_to(header.size);
+        let one = data.split_to(header.size);
         if header.last_offset() < position {
             continue;
         }
-        if header.is_control() {
-            batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
-        } else if header.compression() == 0 {
-            // Uncompressed: the CRC once, then the records in place, as views of the response.
-            batch::parse_checked(&one).map_err(|e| corrupt(e.to_string()))?;
+        // The CRC once; then the records in place: views of the response when the batch is
+        // uncompressed, of its decompressed section otherwise.
+        records::validate_stored(&one).map_err(|e| corrupt(e.to_string()))?;
+        if !header.is_control() {
+            let section = records::section(&one, &header).map_err(|e| corrupt(e.to_string()))?;
             let mut failure = None;
-            batch::for_each_record(&one, &header, |record| {
+            batch::walk_records(&section, &header, |record| {
                 if record.offset < position || failure.is_some() {
                     return;
                 }
@@ -573,14 +572,14 @@ fn decode_records(
                     } else {
                         record.timestamp
                     },
-                    key: record.key.map(|k| one.slice_ref(k)),
-                    value: record.value.map(|v| one.slice_ref(v)),
+                    key: record.key.map(|k| section.slice_ref(k)),
+                    value: record.value.map(|v| section.slice_ref(v)),
                     headers: headers
                         .into_iter()
                         .map(|(name, value)| {
                             (
                                 String::from_utf8_lossy(name).into_owned(),
-                                value.map(|v| one.slice_ref(v)),
+                                value.map(|v| section.slice_ref(v)),
                             )
                         })
                         .collect(),
@@ -589,27 +588,6 @@ fn decode_records(
             .map_err(|e| corrupt(e.to_string()))?;
             if let Some(e) = failure {
                 return Err(corrupt(e.to_string()));
-            }
-        } else {
-            // Compressed: the library decompresses, and checks the CRC as it decodes.
-            let set = RecordBatchDecoder::decode(&mut one).map_err(|e| corrupt(e.to_string()))?;
-            for record in set.records {
-                if record.offset < position {
-                    continue;
-                }
-                out.push_back(ConsumerRecord {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset: record.offset,
-                    timestamp: record.timestamp,
-                    key: record.key,
-                    value: record.value,
-                    headers: record
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                });
             }
         }
         position = header.last_offset() + 1;

@@ -12,21 +12,21 @@ pub const HEADER_BYTES: usize = 61;
 /// Bytes before (and including) the batch_length field.
 pub const LOG_OVERHEAD_BYTES: usize = 12;
 
-const OFFSET_BASE: usize = 0;
-const OFFSET_LENGTH: usize = 8;
-const OFFSET_LEADER_EPOCH: usize = 12;
-const OFFSET_MAGIC: usize = 16;
-const OFFSET_CRC: usize = 17;
-const OFFSET_ATTRIBUTES: usize = 21;
-const OFFSET_LAST_DELTA: usize = 23;
-const OFFSET_BASE_TIMESTAMP: usize = 27;
-const OFFSET_MAX_TIMESTAMP: usize = 35;
-const OFFSET_PRODUCER_ID: usize = 43;
-const OFFSET_PRODUCER_EPOCH: usize = 51;
-const OFFSET_BASE_SEQUENCE: usize = 53;
-const OFFSET_RECORD_COUNT: usize = 57;
+pub(crate) const OFFSET_BASE: usize = 0;
+pub(crate) const OFFSET_LENGTH: usize = 8;
+pub(crate) const OFFSET_LEADER_EPOCH: usize = 12;
+pub(crate) const OFFSET_MAGIC: usize = 16;
+pub(crate) const OFFSET_CRC: usize = 17;
+pub(crate) const OFFSET_ATTRIBUTES: usize = 21;
+pub(crate) const OFFSET_LAST_DELTA: usize = 23;
+pub(crate) const OFFSET_BASE_TIMESTAMP: usize = 27;
+pub(crate) const OFFSET_MAX_TIMESTAMP: usize = 35;
+pub(crate) const OFFSET_PRODUCER_ID: usize = 43;
+pub(crate) const OFFSET_PRODUCER_EPOCH: usize = 51;
+pub(crate) const OFFSET_BASE_SEQUENCE: usize = 53;
+pub(crate) const OFFSET_RECORD_COUNT: usize = 57;
 
-const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
 const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 const ATTRIBUTE_CONTROL: i16 = 0x20;
@@ -231,29 +231,31 @@ pub fn validate_record_set(
     Ok(headers)
 }
 
-/// Kafka's rule for compacted topics: every record has a key. Uncompressed batches are walked
-/// in place (`for_each_record`); compressed ones are decoded. `headers` are those `validate_record_set` returned for `bytes`.
-pub fn check_keys(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
-    let mut position = 0;
+/// Kafka's rule for compacted topics: every record has a key. Returns the index (counted from
+/// the first record of the set) of every record without one, which a produce answers as
+/// KIP-467 record errors. Records are walked in place, in the decompressed section of a
+/// compressed batch. `headers` are those `validate_record_set` returned for `bytes`.
+pub fn keyless_records(bytes: &[u8], headers: &[BatchHeader]) -> Result<Vec<i32>, BatchError> {
+    let mut keyless = Vec::new();
+    let (mut position, mut index) = (0, 0i32);
     for header in headers {
         let batch = &bytes[position..position + header.size];
         position += header.size;
-        if header.compression() != 0 {
-            let mut owned = bytes::Bytes::copy_from_slice(batch);
-            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut owned)
-                .map_err(|_| BatchError::BadRecord)?;
-            if set.records.iter().any(|r| r.key.is_none()) {
-                return Err(BatchError::MissingKey);
+        let mut visit = |record: RecordView<'_>| {
+            if record.key.is_none() {
+                keyless.push(index);
             }
-            continue;
-        }
-        let mut keyless = false;
-        for_each_record(batch, header, |record| keyless |= record.key.is_none())?;
-        if keyless {
-            return Err(BatchError::MissingKey);
+            index += 1;
+        };
+        if header.compression() == 0 {
+            for_each_record(batch, header, &mut visit)?;
+        } else {
+            let owned = bytes::Bytes::copy_from_slice(batch);
+            let section = crate::protocol::records::section(&owned, header)?;
+            walk_records(&section, header, &mut visit)?;
         }
     }
-    Ok(())
+    Ok(keyless)
 }
 
 /// One record of an uncompressed batch, in place: for the cleaner, the key check and the
@@ -269,6 +271,8 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
     /// The encoded headers (a count, then name and value of each): `headers()` reads them.
     headers: &'a [u8],
+    /// The whole encoded record, its length prefix included: what a rewritten batch copies.
+    pub raw: &'a [u8],
 }
 
 /// A record header in place: its name and its value, if any.
@@ -315,13 +319,25 @@ fn nullable<'a>(
 pub fn for_each_record<'a>(
     batch: &'a [u8],
     header: &BatchHeader,
-    mut visit: impl FnMut(RecordView<'a>),
+    visit: impl FnMut(RecordView<'a>),
 ) -> Result<(), BatchError> {
     if header.compression() != 0 || batch.len() < HEADER_BYTES {
         return Err(BatchError::BadRecord);
     }
-    let mut reader = crate::protocol::wire::Reader::new(&batch[HEADER_BYTES..]);
+    walk_records(&batch[HEADER_BYTES..], header, visit)
+}
+
+/// Walks `header.record_count` records of a batch's record section: the bytes after the
+/// header of an uncompressed batch, or what a compressed one decompresses to
+/// (`protocol::records::section`). The section must hold exactly those records.
+pub fn walk_records<'a>(
+    section: &'a [u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(RecordView<'a>),
+) -> Result<(), BatchError> {
+    let mut reader = crate::protocol::wire::Reader::new(section);
     for _ in 0..header.record_count {
+        let begin = reader.position();
         let length = varint(&mut reader)?;
         let start = reader.position();
         reader.i8().map_err(|_| BatchError::BadRecord)?; // attributes
@@ -336,6 +352,9 @@ pub fn for_each_record<'a>(
             .checked_sub(reader.position())
             .ok_or(BatchError::BadRecord)?;
         let headers = reader.take(rest).map_err(|_| BatchError::BadRecord)?;
+        if offset_delta < 0 || offset_delta > header.last_offset_delta {
+            return Err(BatchError::BadRecord);
+        }
         visit(RecordView {
             offset: header.base_offset + i64::from(offset_delta),
             timestamp: header.base_timestamp.saturating_add(timestamp_delta),
@@ -343,7 +362,11 @@ pub fn for_each_record<'a>(
             tombstone: value.is_none(),
             value,
             headers,
+            raw: &section[begin..end],
         });
+    }
+    if reader.remaining() != 0 {
+        return Err(BatchError::BadRecord);
     }
     Ok(())
 }
@@ -592,7 +615,7 @@ mod tests {
             )
             .unwrap();
             let headers = validate_record_set(&bytes, usize::MAX).unwrap();
-            assert_eq!(check_keys(&bytes, &headers), Ok(()), "{codec:?}");
+            assert_eq!(keyless_records(&bytes, &headers), Ok(vec![]), "{codec:?}");
             let keyless = [
                 (Some(bytes::Bytes::from_static(b"k1")), None),
                 (None, Some(bytes::Bytes::from_static(b"v"))),
@@ -604,11 +627,7 @@ mod tests {
             )
             .unwrap();
             let headers = validate_record_set(&bytes, usize::MAX).unwrap();
-            assert_eq!(
-                check_keys(&bytes, &headers),
-                Err(BatchError::MissingKey),
-                "{codec:?}"
-            );
+            assert_eq!(keyless_records(&bytes, &headers), Ok(vec![1]), "{codec:?}");
             assert_eq!(BatchError::MissingKey.kafka_code(), 87);
         }
     }
@@ -658,7 +677,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             if let Ok(headers) = validate_record_set(&data, 1 << 20) {
-                let _ = check_keys(&data, &headers);
+                let _ = keyless_records(&data, &headers);
                 if let Some(header) = headers.first() {
                     let _ = for_each_record(&data[..header.size], header, |_| {});
                 }

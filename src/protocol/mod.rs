@@ -10,6 +10,7 @@ pub mod builder;
 pub mod fetch;
 pub mod frame;
 pub mod produce;
+pub mod records;
 pub mod wire;
 
 use bytes::{BufMut, Bytes, BytesMut};

@@ -23,13 +23,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
+use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
 
 use super::{LogError, PartitionLog, Segment};
-use crate::protocol::batch::{self, BatchHeader};
+use crate::protocol::batch::{self, BatchError, BatchHeader};
+use crate::protocol::records;
 use crate::runtime::{self, DmaFile};
 use crate::storage::file::{self, align_down};
 use crate::storage::Offset;
@@ -68,6 +67,56 @@ pub enum StopAt {
     CleanedWritten,
     SwapRenamed,
     OldRemoved,
+}
+
+/// Why a pass failed. A pass that fails leaves the log as it was (its temporary file is
+/// removed) and is tried again at the next interval.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// A stored batch fails its CRC or cannot be parsed: the log itself is damaged.
+    #[error("log is corrupt: segment {segment}, byte {position}: {error}")]
+    Corrupt {
+        segment: Offset,
+        position: u64,
+        error: BatchError,
+    },
+    /// A batch's records could not be read or written again (a codec failed, a record is
+    /// malformed inside a batch whose CRC holds).
+    #[error("cannot rewrite the batch at offset {offset}: {error}")]
+    Rewrite { offset: Offset, error: BatchError },
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    /// The log changed underneath the pass in a way it does not expect.
+    #[error("{0}")]
+    Changed(&'static str),
+}
+
+impl CleanError {
+    fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> CleanError {
+        move |source| CleanError::Io { step, source }
+    }
+}
+
+impl From<CleanError> for LogError {
+    fn from(e: CleanError) -> Self {
+        match e {
+            CleanError::Corrupt { .. } => LogError::Corrupt(e.to_string()),
+            CleanError::Io { source, .. } => LogError::Io(source),
+            other => LogError::Cleaner(other.to_string()),
+        }
+    }
+}
+
+/// What a pass decides every batch by.
+struct PassInputs<'a> {
+    latest: &'a KeyMap,
+    /// Producer id -> last offset of its newest batch, for producers the log still tracks.
+    producers_last: AHashMap<i64, Offset>,
+    now_ms: i64,
+    delete_retention_ms: i64,
 }
 
 struct Source {
@@ -158,20 +207,26 @@ impl Throttle {
     }
 }
 
-/// Reads a segment file batch by batch.
+/// Reads a segment file batch by batch, checking each (CRC, record count) as stored batches
+/// are checked.
 struct BatchReader {
     file: Rc<DmaFile>,
+    segment: Offset,
     size: u64,
     position: u64,
+    /// File position of the first byte of `carry`.
+    carried_from: u64,
     carry: BytesMut,
 }
 
 impl BatchReader {
-    fn new(file: Rc<DmaFile>, size: u64) -> Self {
+    fn new(source: &Source) -> Self {
         BatchReader {
-            file,
-            size,
+            file: source.file.clone(),
+            segment: source.base,
+            size: source.size,
             position: 0,
+            carried_from: 0,
             carry: BytesMut::new(),
         }
     }
@@ -180,22 +235,36 @@ impl BatchReader {
     async fn next(
         &mut self,
         throttle: &mut Throttle,
-    ) -> Result<Option<Vec<(BatchHeader, Bytes)>>, LogError> {
+    ) -> Result<Option<Vec<(BatchHeader, Bytes)>>, CleanError> {
         loop {
             let mut out = Vec::new();
             while !self.carry.is_empty() {
-                let header = match batch::parse_header(&self.carry) {
+                let header = match records::validate_stored(&self.carry) {
                     Ok(header) => header,
                     // The rest of the batch is in the next chunk.
-                    Err(batch::BatchError::Truncated(_)) => break,
-                    Err(e) => return Err(LogError::Corrupt(format!("while compacting: {e}"))),
+                    Err(BatchError::Truncated(_)) => break,
+                    Err(error) => {
+                        return Err(CleanError::Corrupt {
+                            segment: self.segment,
+                            position: self.carried_from,
+                            error,
+                        })
+                    }
                 };
+                self.carried_from += header.size as u64;
                 out.push((header, self.carry.split_to(header.size).freeze()));
             }
             if !out.is_empty() {
                 return Ok(Some(out));
             }
             if self.position >= self.size {
+                if !self.carry.is_empty() {
+                    return Err(CleanError::Corrupt {
+                        segment: self.segment,
+                        position: self.carried_from,
+                        error: BatchError::Truncated(self.carry.len()),
+                    });
+                }
                 return Ok(None);
             }
             let length = ((self.size - self.position) as usize).min(READ_CHUNK_BYTES);
@@ -203,9 +272,16 @@ impl BatchReader {
                 .file
                 .read_at(self.position, length)
                 .await
-                .map_err(std::io::Error::from)?;
+                .map_err(|e| CleanError::Io {
+                    step: "reading a segment",
+                    source: e.into(),
+                })?;
             if data.is_empty() {
-                return Ok(None);
+                return Err(CleanError::Corrupt {
+                    segment: self.segment,
+                    position: self.carried_from,
+                    error: BatchError::Truncated(self.carry.len()),
+                });
             }
             self.position += data.len() as u64;
             self.carry.extend_from_slice(&data);
@@ -242,16 +318,6 @@ impl SegmentWriter {
     }
 }
 
-fn codec(header: &BatchHeader) -> Compression {
-    match header.compression() {
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        _ => Compression::None,
-    }
-}
-
 type KeyMap = HashMap<Bytes, Offset, ahash::RandomState>;
 
 /// Records `offset` as the latest of `key`; the key is copied only the first time it is seen.
@@ -264,10 +330,32 @@ fn note_latest(latest: &mut KeyMap, key: &[u8], offset: Offset) {
     }
 }
 
+/// What the cleaner last did to one log, for `DescribeLogDirs`-style views and metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CleanerStatus {
+    /// When the last pass ended (ms since the epoch), whether it succeeded or failed.
+    pub last_pass_ms: Option<i64>,
+    /// How long it took.
+    pub last_pass_duration_ms: u64,
+    /// The last successful pass's figures.
+    pub last_stats: Option<CleanStats>,
+    /// The last failed pass's error, cleared by the next successful one.
+    pub last_error: Option<String>,
+    pub passes: u64,
+    pub passes_failed: u64,
+    /// Dirty bytes over cleanable bytes, as the last look at the log found them.
+    pub dirty_ratio: f64,
+}
+
 impl PartitionLog {
     /// One compaction pass, if the log is due one. Returns what it did.
     pub async fn clean(self: &Rc<Self>, now_ms: i64) -> Result<Option<CleanStats>, LogError> {
         self.clean_until(now_ms, StopAt::Never).await
+    }
+
+    /// What the cleaner last did to this log.
+    pub fn cleaner_status(&self) -> CleanerStatus {
+        self.cleaner_status.borrow().clone()
     }
 
     #[doc(hidden)]
@@ -279,17 +367,37 @@ impl PartitionLog {
         if self.cleaning.replace(true) {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let result = self.clean_pass(now_ms, stop).await;
         self.cleaning.set(false);
-        result
+        let mut status = self.cleaner_status.borrow_mut();
+        match &result {
+            Ok(None) => {}
+            Ok(Some(stats)) => {
+                status.passes += 1;
+                status.last_pass_ms = Some(now_ms);
+                status.last_pass_duration_ms = started.elapsed().as_millis() as u64;
+                status.last_stats = Some(*stats);
+                status.last_error = None;
+            }
+            Err(e) => {
+                status.passes += 1;
+                status.passes_failed += 1;
+                status.last_pass_ms = Some(now_ms);
+                status.last_pass_duration_ms = started.elapsed().as_millis() as u64;
+                status.last_error = Some(e.to_string());
+            }
+        }
+        drop(status);
+        result.map_err(LogError::from)
     }
 
     async fn clean_pass(
         self: &Rc<Self>,
         now_ms: i64,
         stop: StopAt,
-    ) -> Result<Option<CleanStats>, LogError> {
-        let (config, sources, cleaned_through, tombstones_due) = {
+    ) -> Result<Option<CleanStats>, CleanError> {
+        let (config, sources, cleaned_through, tombstones_due, producers_last) = {
             let state = self.state.borrow();
             if !state.config.cleanup_policy.compact || state.failed.is_some() {
                 return Ok(None);
@@ -314,6 +422,7 @@ impl PartitionLog {
                 sources,
                 state.cleaned_through,
                 tombstones_due,
+                state.producers.last_offsets(),
             )
         };
         let total: u64 = sources.iter().map(|s| s.size).sum();
@@ -322,42 +431,48 @@ impl PartitionLog {
             .filter(|s| s.last >= cleaned_through)
             .map(|s| s.size)
             .sum();
+        self.cleaner_status.borrow_mut().dirty_ratio = if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        };
         let dirty_enough =
             dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
         if total == 0 || !(dirty_enough || tombstones_due) {
             return Ok(None);
         }
         let throttle = &mut Throttle::new(self.storage.cleaner_io_bytes_per_second.get());
-        // The latest offset of every key in the cleanable range.
+        // The latest offset of every key in the cleanable range. Keys are read in place (in
+        // the decompressed records of a compressed batch); a key is copied only when new.
         let mut latest = KeyMap::default();
         for source in &sources {
-            let mut reader = BatchReader::new(source.file.clone(), source.size);
+            let mut reader = BatchReader::new(source);
             while let Some(batches) = reader.next(throttle).await? {
-                for (header, mut bytes) in batches {
+                for (header, bytes) in batches {
                     if header.is_control() {
                         continue;
                     }
-                    if header.compression() == 0 {
-                        // Uncompressed: keys are read in place; a key is copied only when new.
-                        batch::for_each_record(&bytes, &header, |record| {
-                            if let Some(key) = record.key {
-                                note_latest(&mut latest, key, record.offset);
-                            }
-                        })
-                        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-                    } else {
-                        let set = RecordBatchDecoder::decode(&mut bytes)
-                            .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-                        for record in set.records {
-                            if let Some(key) = record.key {
-                                note_latest(&mut latest, &key, record.offset);
-                            }
+                    let rewrite = |error| CleanError::Rewrite {
+                        offset: header.base_offset,
+                        error,
+                    };
+                    let section = records::section(&bytes, &header).map_err(rewrite)?;
+                    batch::walk_records(&section, &header, |record| {
+                        if let Some(key) = record.key {
+                            note_latest(&mut latest, key, record.offset);
                         }
-                    }
-                    runtime::yield_to_requests().await;
+                    })
+                    .map_err(rewrite)?;
                 }
+                runtime::yield_to_requests().await;
             }
         }
+        let pass = PassInputs {
+            latest: &latest,
+            producers_last,
+            now_ms,
+            delete_retention_ms: config.delete_retention_ms,
+        };
         let mut stats = CleanStats::default();
         let through = sources.last().map_or(cleaned_through, |s| s.last + 1);
         // Groups own their sources: a group's file handles go when the group is swapped in.
@@ -375,17 +490,17 @@ impl PartitionLog {
             group_bytes += groups.last().map_or(0, |g| g.last().map_or(0, |s| s.size));
         }
         for group in groups {
-            let done = self
-                .rewrite_group(
-                    group,
-                    &latest,
-                    now_ms,
-                    &config,
-                    stop,
-                    (&mut stats, throttle),
-                )
-                .await?;
-            if !done {
+            let base = group[0].base;
+            let cleaned_path = self.dir.join(format!("{base:020}.cleaned"));
+            let result = self
+                .rewrite_group(group, &pass, &config, stop, (&mut stats, throttle))
+                .await;
+            if !matches!(result, Ok(false) if stop != StopAt::Never) {
+                // A failed or abandoned rewrite leaves no temporary file behind. (The test
+                // hooks that stop a pass on purpose keep theirs: they stand for a crash.)
+                let _ = remove_if_present(&cleaned_path);
+            }
+            if !result? {
                 return Ok(None);
             }
         }
@@ -394,7 +509,10 @@ impl PartitionLog {
             state.cleaned_through = through;
             state.tombstones_due_ms = stats.tombstones_due_ms;
         }
-        file::write_whole(&self.dir.join(CHECKPOINT), &through.to_be_bytes()).await?;
+        file::write_whole(&self.dir.join(CHECKPOINT), &through.to_be_bytes())
+            .await
+            .map_err(CleanError::io("writing the cleaner checkpoint"))?;
+        self.cleaner_status.borrow_mut().dirty_ratio = 0.0;
         Ok(Some(stats))
     }
 
@@ -403,17 +521,18 @@ impl PartitionLog {
     async fn rewrite_group(
         self: &Rc<Self>,
         group: Vec<Source>,
-        latest: &KeyMap,
-        now_ms: i64,
+        pass: &PassInputs<'_>,
         config: &crate::config::TopicConfig,
         stop: StopAt,
         (stats, throttle): (&mut CleanStats, &mut Throttle),
-    ) -> Result<bool, LogError> {
+    ) -> Result<bool, CleanError> {
         let base = group[0].base;
         let end = group.last().expect("non-empty group").last + 1;
         let cleaned_path = self.dir.join(format!("{base:020}.cleaned"));
         let mut writer = SegmentWriter {
-            file: file::create(&cleaned_path).await?,
+            file: file::create(&cleaned_path)
+                .await
+                .map_err(CleanError::io("creating the cleaned segment"))?,
             written: 0,
             buffer: Vec::new(),
         };
@@ -422,28 +541,26 @@ impl PartitionLog {
         for source in &group {
             stats.segments_in += 1;
             stats.bytes_in += source.size;
-            let mut reader = BatchReader::new(source.file.clone(), source.size);
+            let mut reader = BatchReader::new(source);
             while let Some(batches) = reader.next(throttle).await? {
                 for (header, bytes) in batches {
-                    let Some((header, bytes)) = retain(
-                        header,
-                        bytes,
-                        latest,
-                        now_ms,
-                        config.delete_retention_ms,
-                        stats,
-                    )?
-                    else {
+                    let Some((header, bytes)) = retain(header, bytes, pass, stats)? else {
                         continue;
                     };
                     segment.note_batch(&header, segment.size, interval);
                     segment.size += bytes.len() as u64;
-                    writer.push(&bytes).await?;
+                    writer
+                        .push(&bytes)
+                        .await
+                        .map_err(CleanError::io("writing the cleaned segment"))?;
                 }
                 runtime::yield_to_requests().await;
             }
         }
-        let new_file = writer.finish().await?;
+        let new_file = writer
+            .finish()
+            .await
+            .map_err(CleanError::io("syncing the cleaned segment"))?;
         segment.written = segment.size;
         segment.sealed = true;
         segment.finalized = true;
@@ -465,7 +582,6 @@ impl PartitionLog {
             })
         };
         if !unchanged {
-            std::fs::remove_file(&cleaned_path)?;
             return Ok(false);
         }
         let marker = self.dir.join(COMPACTED_MARKER);
@@ -480,7 +596,10 @@ impl PartitionLog {
                 std::fs::rename(&cleaned, &swap)?;
                 sync_dir(&dir)
             })
-            .await?;
+            .await
+            .map_err(CleanError::io(
+                "renaming the cleaned segment to its swap name",
+            ))?;
         }
         let (index, time_index) = (segment.index.encode(), segment.time_index.encode());
         let (index_path, time_index_path) = (segment.index_path(), segment.time_index_path());
@@ -488,9 +607,7 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             let Some(first) = state.segments.iter().position(|s| s.base_offset == base) else {
                 // The log was deleted meanwhile; recovery of the directory would finish the swap.
-                return Err(LogError::Corrupt(
-                    "segments vanished during compaction".into(),
-                ));
+                return Err(CleanError::Changed("segments vanished during compaction"));
             };
             let old: Vec<Segment> = state.segments.drain(first..first + group.len()).collect();
             state.segments.insert(first, segment);
@@ -535,7 +652,8 @@ impl PartitionLog {
             }
             sync_dir(&dir)
         })
-        .await?;
+        .await
+        .map_err(CleanError::io("retiring the replaced segments"))?;
         runtime::spawn(async move {
             for (path, held) in later {
                 runtime::sleep(std::time::Duration::from_millis(RETIRED_DELETE_PAUSE_MS)).await;
@@ -556,9 +674,16 @@ impl PartitionLog {
             std::fs::rename(&swap_path, &log_path)?;
             sync_dir(&dir)
         })
-        .await?;
-        file::write_whole(&index_path, &index).await?;
-        file::write_whole(&time_index_path, &time_index).await?;
+        .await
+        .map_err(CleanError::io(
+            "renaming the swap file to the segment's name",
+        ))?;
+        file::write_whole(&index_path, &index)
+            .await
+            .map_err(CleanError::io("writing the cleaned segment's index"))?;
+        file::write_whole(&time_index_path, &time_index)
+            .await
+            .map_err(CleanError::io("writing the cleaned segment's time index"))?;
         tracing::debug!(log = %self.dir.display(), base, end, "swapped in a compacted segment");
         Ok(true)
     }
@@ -571,95 +696,79 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// What of one batch survives compaction: the whole batch (as stored), a re-encoded batch of
-/// the records that remain, or nothing.
+/// What of one batch survives compaction: the whole batch (as stored), a rebuilt batch of the
+/// records that remain (`protocol::records::rebuild`: same offsets, producer fields and codec),
+/// an empty batch (the last one of a producer still active, so its sequence numbers stay in
+/// the log as Kafka keeps them), or nothing.
 fn retain(
     header: BatchHeader,
     bytes: Bytes,
-    latest: &KeyMap,
-    now_ms: i64,
-    delete_retention_ms: i64,
+    pass: &PassInputs<'_>,
     stats: &mut CleanStats,
-) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
+) -> Result<Option<(BatchHeader, Bytes)>, CleanError> {
     if header.is_control() {
         return Ok(Some((header, bytes)));
     }
-    let keep = |key: Option<&[u8]>, offset: i64, tombstone: bool, timestamp: i64| {
-        key.is_some_and(|k| latest.get(k) == Some(&offset))
-            && !(tombstone && timestamp.saturating_add(delete_retention_ms) <= now_ms)
-    };
-    if header.compression() == 0 {
-        // Count in place first: most batches keep all or nothing, and need no re-encoding.
-        let (mut kept, mut tombstones_gone, mut due) = (0, 0, None::<i64>);
-        batch::for_each_record(&bytes, &header, |r| {
-            if keep(r.key, r.offset, r.tombstone, r.timestamp) {
-                kept += 1;
-                if r.tombstone {
-                    let at = r.timestamp.saturating_add(delete_retention_ms);
-                    due = Some(due.map_or(at, |d| d.min(at)));
-                }
-            } else if r.tombstone && r.key.is_some_and(|k| latest.get(k) == Some(&r.offset)) {
+    let section = records::section(&bytes, &header).map_err(|e| CleanError::Rewrite {
+        offset: header.base_offset,
+        error: e,
+    })?;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let (mut total, mut max_timestamp) = (0usize, i64::MIN);
+    let (mut removed, mut tombstones_gone, mut due) = (0u64, 0u64, None::<i64>);
+    batch::walk_records(&section, &header, |r| {
+        total += 1;
+        let latest = r.key.is_some_and(|k| pass.latest.get(k) == Some(&r.offset));
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            r.timestamp
+        };
+        let expired =
+            r.tombstone && timestamp.saturating_add(pass.delete_retention_ms) <= pass.now_ms;
+        if latest && !expired {
+            kept.push(r.raw);
+            max_timestamp = max_timestamp.max(r.timestamp);
+            if r.tombstone {
+                let at = timestamp.saturating_add(pass.delete_retention_ms);
+                due = Some(due.map_or(at, |d| d.min(at)));
+            }
+        } else {
+            removed += 1;
+            if latest {
                 tombstones_gone += 1;
             }
-        })
-        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-        let total = header.record_count as usize;
-        if kept == total || kept == 0 {
-            stats.records_removed += (total - kept) as u64;
-            stats.tombstones_removed += tombstones_gone;
-            if let Some(at) = due {
-                stats.tombstones_due_ms = Some(stats.tombstones_due_ms.map_or(at, |t| t.min(at)));
-            }
-            return Ok((kept == total).then_some((header, bytes)));
         }
+    })
+    .map_err(|e| CleanError::Rewrite {
+        offset: header.base_offset,
+        error: e,
+    })?;
+    stats.records_removed += removed;
+    stats.tombstones_removed += tombstones_gone;
+    if let Some(at) = due {
+        stats.tombstones_due_ms = Some(stats.tombstones_due_ms.map_or(at, |t| t.min(at)));
     }
-    let set = RecordBatchDecoder::decode(&mut bytes.clone())
-        .map_err(|e| LogError::Corrupt(format!("while compacting: {e}")))?;
-    let total = set.records.len();
-    let kept: Vec<_> = set
-        .records
-        .into_iter()
-        .filter(|record| {
-            let Some(key) = &record.key else {
-                return false;
-            };
-            if latest.get(key) != Some(&record.offset) {
-                return false;
-            }
-            let expired_tombstone = record.value.is_none()
-                && record.timestamp.saturating_add(delete_retention_ms) <= now_ms;
-            if expired_tombstone {
-                stats.tombstones_removed += 1;
-            } else if record.value.is_none() {
-                let due = record.timestamp.saturating_add(delete_retention_ms);
-                stats.tombstones_due_ms = Some(stats.tombstones_due_ms.map_or(due, |t| t.min(due)));
-            }
-            !expired_tombstone
-        })
-        .collect();
-    stats.records_removed += (total - kept.len()) as u64;
     if kept.len() == total {
         return Ok(Some((header, bytes)));
     }
-    if kept.is_empty() {
+    let last_of_producer = header.producer_id >= 0
+        && pass.producers_last.get(&header.producer_id) == Some(&header.last_offset());
+    if kept.is_empty() && !last_of_producer {
         return Ok(None);
     }
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: codec(&header),
+    let kept = records::Kept {
+        records: &kept,
+        count: kept.len() as i32,
+        max_timestamp,
     };
-    RecordBatchEncoder::encode(&mut out, &kept, &options)
-        .map_err(|e| LogError::Corrupt(format!("cannot re-encode a compacted batch: {e}")))?;
-    let headers = batch::validate_record_set(&out, usize::MAX)
-        .map_err(|e| LogError::Corrupt(format!("re-encoded batch is invalid: {e}")))?;
-    let [mut new_header] = headers[..] else {
-        return Err(LogError::Corrupt(
-            "a compacted batch re-encoded into several batches".into(),
-        ));
-    };
-    // Stored batches carry the leader epoch they were written in.
-    batch::assign_offset(&mut out, new_header.base_offset, header.leader_epoch);
-    new_header.leader_epoch = header.leader_epoch;
-    Ok(Some((new_header, out.freeze())))
+    let out = records::rebuild(&bytes, &header, kept).map_err(|e| CleanError::Rewrite {
+        offset: header.base_offset,
+        error: e,
+    })?;
+    let new_header = records::validate_stored(&out).map_err(|e| CleanError::Rewrite {
+        offset: header.base_offset,
+        error: e,
+    })?;
+    Ok(Some((new_header, out)))
 }

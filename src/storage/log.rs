@@ -51,6 +51,9 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("log is corrupt: {0}")]
     Corrupt(String),
+    /// A compaction pass failed for a reason other than damaged data (see `CleanError`).
+    #[error("compaction: {0}")]
+    Cleaner(String),
     #[error("idempotent producer: {0}")]
     Sequence(#[from] SequenceError),
 }
@@ -386,6 +389,7 @@ pub struct PartitionLog {
     sync_turn: runtime::LocalLock,
     /// A compaction pass is running (retention waits for it).
     cleaning: Cell<bool>,
+    cleaner_status: RefCell<cleaner::CleanerStatus>,
     /// Bytes the opening scan read (the tails after trusted indexes), for tests and the log.
     scanned_at_open: u64,
     /// Closed cleanly: its index files and producer state are final.
@@ -540,6 +544,7 @@ impl PartitionLog {
             write_turn: runtime::LocalLock::new(1),
             sync_turn: runtime::LocalLock::new(1),
             cleaning: Cell::new(false),
+            cleaner_status: RefCell::default(),
             scanned_at_open: scanned_bytes,
             closed: Cell::new(false),
         }))
@@ -1432,22 +1437,19 @@ fn first_record_at(
         return Some((header.base_offset.max(offset), header.max_timestamp));
     }
     let mut found = None;
-    if header.compression() == 0 {
-        batch::for_each_record(bytes, header, |r| {
-            if found.is_none() && r.offset >= offset && r.timestamp >= timestamp {
-                found = Some((r.offset, r.timestamp));
-            }
-        })
-        .ok()?;
+    let owned;
+    let section: &[u8] = if header.compression() == 0 {
+        bytes.get(batch::HEADER_BYTES..)?
     } else {
-        let mut owned = Bytes::copy_from_slice(bytes);
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut owned).ok()?;
-        found = set
-            .records
-            .iter()
-            .find(|r| r.offset >= offset && r.timestamp >= timestamp)
-            .map(|r| (r.offset, r.timestamp));
-    }
+        owned = crate::protocol::records::section(&Bytes::copy_from_slice(bytes), header).ok()?;
+        &owned
+    };
+    batch::walk_records(section, header, |r| {
+        if found.is_none() && r.offset >= offset && r.timestamp >= timestamp {
+            found = Some((r.offset, r.timestamp));
+        }
+    })
+    .ok()?;
     found
 }
 
@@ -1586,7 +1588,7 @@ async fn recover_segment(
 
 #[path = "cleaner.rs"]
 mod cleaner;
-pub use cleaner::{CleanStats, StopAt};
+pub use cleaner::{CleanStats, CleanerStatus, StopAt};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

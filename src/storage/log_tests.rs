@@ -703,3 +703,253 @@ fn compaction_waits_for_the_lag_and_the_dirty_ratio_and_reads_at_the_io_limit() 
         );
     });
 }
+
+/// Every record from the start, walked in place so that repeated header names show:
+/// (offset, key, value, header names and values).
+type FullRecord = (
+    Offset,
+    String,
+    Option<String>,
+    Vec<(String, Option<String>)>,
+);
+
+async fn read_full_records(log: &PartitionLog) -> Vec<FullRecord> {
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let read = log.read(next, 1 << 20, None).await.unwrap();
+        if read.chunks.is_empty() {
+            break;
+        }
+        for chunk in &read.chunks {
+            let mut data = Bytes::copy_from_slice(chunk.as_ref());
+            while !data.is_empty() {
+                let header = crate::protocol::records::validate_stored(&data).unwrap();
+                let one = data.split_to(header.size);
+                let section = crate::protocol::records::section(&one, &header).unwrap();
+                batch::walk_records(&section, &header, |r| {
+                    if r.offset >= next {
+                        let headers = r.headers().unwrap();
+                        out.push((
+                            r.offset,
+                            text(r.key.unwrap()),
+                            r.value.map(text),
+                            headers
+                                .into_iter()
+                                .map(|(n, v)| (text(n), v.map(text)))
+                                .collect(),
+                        ));
+                    }
+                })
+                .unwrap();
+                next = header.last_offset() + 1;
+            }
+        }
+    }
+    out
+}
+
+/// Producer state from every batch header of the log, oldest first.
+async fn producers_from_batches(log: &PartitionLog) -> crate::storage::producers::ProducerStates {
+    let mut states = crate::storage::producers::ProducerStates::default();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let read = log.read(next, 1 << 20, None).await.unwrap();
+        if read.chunks.is_empty() {
+            break;
+        }
+        for chunk in &read.chunks {
+            let mut data = chunk.as_ref();
+            while !data.is_empty() {
+                let header = crate::protocol::records::validate_stored(data).unwrap();
+                states.record(&header);
+                next = header.last_offset() + 1;
+                data = &data[header.size..];
+            }
+        }
+    }
+    states
+}
+
+/// One idempotent batch as librdkafka sends them: many records, keys repeated, and the same
+/// header name more than once on a record.
+fn producer_batch(
+    records: &[(String, Option<String>)],
+    producer: (i64, i16, i32),
+    timestamp: i64,
+    compression: Compression,
+) -> Vec<u8> {
+    let mut builder = crate::protocol::builder::BatchBuilder::with_capacity(1 << 16);
+    for (i, (key, value)) in records.iter().enumerate() {
+        let headers = [
+            ("trace".to_string(), Some(Bytes::from(format!("a{i}")))),
+            ("trace".to_string(), None),
+            ("trace".to_string(), Some(Bytes::from_static(b"c"))),
+        ];
+        builder.push(
+            timestamp + i as i64,
+            Some(key.as_bytes()),
+            value.as_deref().map(str::as_bytes),
+            &headers,
+        );
+    }
+    builder.finish(producer, compression).unwrap().to_vec()
+}
+
+#[test]
+fn compaction_of_partly_kept_batches_keeps_offsets_producer_state_and_repeated_headers() {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        run(move || async move {
+            let config = TopicConfig {
+                segment_bytes: 64 * 1024,
+                ..compacted(1_000)
+            };
+            let log = open(&path, config.clone(), 1 << 20).await;
+            let append = |bytes: Vec<u8>| {
+                let headers = batch::validate_record_set(&bytes, usize::MAX).unwrap();
+                log.append(BytesMut::from(&bytes[..]), &headers, 0).unwrap()
+            };
+            // Producer 10 writes one batch whose keys producer 9 overwrites later: compaction
+            // empties it, but it is producer 10's last batch, so it stays, empty.
+            let early: Vec<_> = (0..5)
+                .map(|k| (format!("key-{k}"), Some("early".to_string())))
+                .collect();
+            append(producer_batch(&early, (10, 3, 0), 1_000, compression));
+            // Producer 9: 100 keys written 50 times, in batches of 90 records that do not line
+            // up with the rounds; within a round the keys come in a different order each time.
+            let mut all = Vec::new();
+            for round in 0..50 {
+                for i in 0..100 {
+                    let key = (i * 37 + round * 11) % 100;
+                    all.push((format!("key-{key}"), Some(format!("v{round}-{key}"))));
+                }
+            }
+            all.extend((0..10).map(|k| (format!("key-{k}"), None)));
+            let mut sequence = 0;
+            let mut last_batch = Vec::new();
+            for chunk in all.chunks(90) {
+                last_batch = producer_batch(chunk, (9, 0, sequence), 1_100, compression);
+                append(last_batch.clone());
+                sequence += chunk.len() as i32;
+            }
+            seal_active(&log).await;
+            let producers_before = (log.producer_state(9), log.producer_state(10));
+            let mut latest = std::collections::BTreeMap::new();
+            for (key, value) in &all {
+                latest.insert(key.clone(), value.clone());
+            }
+            let before = read_full_records(&log).await;
+            assert_eq!(before.len(), 5 + 5_010);
+            let stats = log.clean(1_500).await.unwrap().expect("a pass");
+            assert_eq!(stats.records_removed, 5 + 5_010 - 100, "{compression:?}");
+            let after = read_full_records(&log).await;
+            assert_eq!(after.len(), 100, "{compression:?}: one record per key");
+            assert!(after.windows(2).all(|w| w[0].0 < w[1].0), "offsets ascend");
+            for (offset, key, value, headers) in &after {
+                assert_eq!(Some(value), latest.get(key), "{key}");
+                // Each kept record is the very one written at that offset.
+                let original = before.iter().find(|r| r.0 == *offset).unwrap();
+                assert_eq!(
+                    (key, value, headers),
+                    (&original.1, &original.2, &original.3)
+                );
+                assert_eq!(headers.len(), 3, "repeated header names survive");
+            }
+            let status = log.cleaner_status();
+            assert_eq!((status.passes, status.passes_failed), (1, 0));
+            assert_eq!(status.last_stats, Some(stats));
+            // Producer state rebuilt from the batches of the cleaned log (as a replica or a
+            // lost snapshot would rebuild it) knows each producer's newest batch, emptied or not.
+            let rebuilt = producers_from_batches(&log).await;
+            for (id, (epoch, batches)) in [
+                (9, producers_before.0.clone().unwrap()),
+                (10, producers_before.1.clone().unwrap()),
+            ] {
+                let (new_epoch, new_batches) = rebuilt.entry(id).expect("producer kept");
+                assert_eq!(
+                    (new_epoch, new_batches.last()),
+                    (epoch, batches.last()),
+                    "{compression:?}"
+                );
+            }
+            // After a restart the state is what it was, so a retry of the last batch is a
+            // duplicate, not a gap.
+            log.close().await.unwrap();
+            drop(log);
+            let log = open(&path, config, 1 << 20).await;
+            assert_eq!(
+                (log.producer_state(9), log.producer_state(10)),
+                producers_before,
+                "{compression:?}"
+            );
+            let headers = batch::validate_record_set(&last_batch, usize::MAX).unwrap();
+            let retry = log
+                .append(BytesMut::from(&last_batch[..]), &headers, 0)
+                .unwrap();
+            assert!(retry.duplicate, "{compression:?}");
+            assert_eq!(read_full_records(&log).await, after);
+        });
+    }
+}
+
+/// Rewrites the batch at `position` of a segment file with `mutate` applied to its bytes, and
+/// (if `fix_crc`) a CRC that matches again.
+fn damage_batch(file: &Path, position: usize, fix_crc: bool, mutate: impl FnOnce(&mut [u8])) {
+    let mut data = std::fs::read(file).unwrap();
+    let header = batch::parse_header(&data[position..]).unwrap();
+    let one = &mut data[position..position + header.size];
+    mutate(one);
+    if fix_crc {
+        let crc = crc32c::crc32c(&one[21..]);
+        one[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    std::fs::write(file, data).unwrap();
+}
+
+#[test]
+fn a_failed_pass_says_what_failed_and_leaves_no_temporary_file() {
+    for (fix_crc, expected) in [
+        (false, "log is corrupt"),
+        (true, "cannot rewrite the batch"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let p = path.clone();
+        run(move || async move {
+            let log = open(&p, compacted(1_000), 1 << 20).await;
+            write_updates(&log, Compression::None).await;
+            log.close().await.unwrap();
+        });
+        // The second batch of the first segment: a key length that runs past its record, under
+        // a CRC that is right again (`fix_crc`) or one that no longer holds.
+        let first = files(&path, "log").into_iter().min().unwrap();
+        let size = batch::parse_header(&std::fs::read(&first).unwrap())
+            .unwrap()
+            .size;
+        damage_batch(&first, size, fix_crc, |b| b[batch::HEADER_BYTES + 3] = 0x7e);
+        run(move || async move {
+            let log = open(&path, compacted(1_000), 1 << 20).await;
+            seal_active(&log).await;
+            let error = log.clean(1_500).await.unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            let litter: Vec<_> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+                .collect();
+            assert!(litter.is_empty(), "{litter:?}");
+            let status = log.cleaner_status();
+            assert_eq!((status.passes, status.passes_failed), (1, 1));
+            assert!(status.last_error.unwrap().contains(expected));
+        });
+    }
+}

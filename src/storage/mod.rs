@@ -15,8 +15,8 @@ pub mod log;
 pub mod producers;
 
 pub use log::{
-    AppendInfo, Chunk, CleanStats, LogError, PartitionLog, ReadOut, ShardStorage, StopAt,
-    StorageMetrics,
+    AppendInfo, Chunk, CleanStats, CleanerStatus, LogError, PartitionLog, ReadOut, ShardStorage,
+    StopAt, StorageMetrics,
 };
 
 /// An offset in a partition's log.

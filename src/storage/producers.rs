@@ -179,6 +179,15 @@ impl ProducerStates {
         before - self.entries.len()
     }
 
+    /// Each producer's newest batch's last offset: the batch compaction keeps (empty, if need
+    /// be) so that the producer's sequence numbers stay in the log.
+    pub fn last_offsets(&self) -> AHashMap<i64, Offset> {
+        self.entries
+            .iter()
+            .filter_map(|(id, (_, batches))| batches.back().map(|b| (*id, b.last_offset)))
+            .collect()
+    }
+
     pub fn entry(&self, producer_id: i64) -> Option<(i16, Vec<BatchRange>)> {
         self.entries
             .get(&producer_id)

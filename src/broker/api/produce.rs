@@ -152,6 +152,16 @@ pub(super) async fn produce_start(
                 }
                 if version >= 8 {
                     p.error_message = r.message.as_deref().map(str_bytes);
+                    p.record_errors = r
+                        .record_errors
+                        .iter()
+                        .map(|(index, message)| {
+                            let mut e = m::produce_response::BatchIndexAndErrorMessage::default();
+                            e.batch_index = *index;
+                            e.batch_index_error_message = Some(str_bytes(message));
+                            e
+                        })
+                        .collect();
                 }
                 topic.partition_responses.push(p);
             }
