@@ -18,7 +18,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 const KEYS: usize = 40;
 
 fn start(dir: &std::path::Path) -> Broker {
-    Broker::start(dir, &[("log.cleaner.backoff.ms", "20")])
+    Broker::start(
+        dir,
+        &[
+            ("log.cleaner.backoff.ms", "20"),
+            ("metrics.listener", "127.0.0.1:0"),
+        ],
+    )
 }
 
 fn create_compacted(bootstrap: &str, name: &str, delete_retention_ms: &str) {
@@ -396,6 +402,21 @@ fn real_client_batches_compact_to_the_latest_value_per_key_in_every_codec() {
             records.len()
         );
         assert_eq!(litter(&data, &topic), Vec::<String>::new(), "{codec}");
+        // The metrics page shows the partition's cleaner state.
+        let page = common::metrics::scrape(broker.metrics.as_deref().expect("metrics"));
+        let of_topic = [("topic", topic.as_str()), ("partition", "0")];
+        let value = |name| common::metrics::total(&page, name, &of_topic);
+        assert!(value("shardlog_cleaner_passes_total") >= 1.0, "{page}");
+        assert_eq!(value("shardlog_cleaner_passes_failed_total"), 0.0);
+        assert!(value("shardlog_cleaner_last_pass_timestamp_seconds") > 1e9);
+        let (bytes_in, bytes_out) = (
+            value("shardlog_cleaner_last_pass_bytes_in"),
+            value("shardlog_cleaner_last_pass_bytes_out"),
+        );
+        assert!(
+            bytes_out > 0.0 && bytes_out < bytes_in,
+            "{bytes_in} -> {bytes_out}"
+        );
         assert!(
             !broker.log().contains("compaction failed"),
             "{codec}: {}",

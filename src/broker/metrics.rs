@@ -131,6 +131,16 @@ pub struct ShardSnapshot {
     pub sync_bytes: HistogramSnapshot,
     pub partitions: u64,
     pub connections: u64,
+    /// The cleaner's state of each compacted partition this shard owns.
+    pub cleaner: Vec<CleanerView>,
+}
+
+/// One compacted partition's cleaner state, for the metrics page.
+#[derive(Debug, Clone)]
+pub struct CleanerView {
+    pub topic: String,
+    pub partition: i32,
+    pub status: crate::storage::CleanerStatus,
 }
 
 /// Takes this shard's snapshot (on this shard, so nothing changes under it).
@@ -162,6 +172,21 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         sync_bytes: storage.sync_bytes.snapshot(),
         partitions: shard.logs.borrow().len() as u64,
         connections: shard.connections.get() as u64,
+        cleaner: {
+            let mut views: Vec<CleanerView> = shard
+                .logs
+                .borrow()
+                .iter()
+                .filter(|(_, log)| log.config().cleanup_policy.compact)
+                .map(|((topic, partition), log)| CleanerView {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    status: log.cleaner_status(),
+                })
+                .collect();
+            views.sort_unstable_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            views
+        },
     }
 }
 
@@ -324,6 +349,8 @@ pub fn render(snapshots: &[ShardSnapshot], silent: &[ShardId]) -> String {
         "Open Kafka client connections on this shard.",
         |s| s.connections,
     );
+
+    render_cleaner(&mut out, snapshots);
 
     out.family(
         "shardlog_log_sync_latency_seconds",
@@ -624,5 +651,60 @@ mod tests {
             ),
             2.0
         );
+    }
+}
+
+/// The cleaner's counters per shard and its state per compacted partition.
+fn render_cleaner(out: &mut Exposition, snapshots: &[ShardSnapshot]) {
+    type Value = fn(&crate::storage::CleanerStatus) -> Option<String>;
+    let families: [(&str, Kind, &str, Value); 6] = [
+        (
+            "shardlog_cleaner_passes_total",
+            Kind::Counter,
+            "Compaction passes run over the partition, failed ones included.",
+            |s| Some(s.passes.to_string()),
+        ),
+        (
+            "shardlog_cleaner_passes_failed_total",
+            Kind::Counter,
+            "Compaction passes that failed (the broker log says why; the log is left as it was).",
+            |s| Some(s.passes_failed.to_string()),
+        ),
+        (
+            "shardlog_cleaner_dirty_ratio",
+            Kind::Gauge,
+            "Bytes written since the last pass over the cleanable bytes, as the cleaner last saw them.",
+            |s| Some(format!("{:.4}", s.dirty_ratio)),
+        ),
+        (
+            "shardlog_cleaner_last_pass_timestamp_seconds",
+            Kind::Gauge,
+            "When the last pass ended.",
+            |s| s.last_pass_ms.map(|ms| format!("{:.3}", ms as f64 / 1000.0)),
+        ),
+        (
+            "shardlog_cleaner_last_pass_bytes_in",
+            Kind::Gauge,
+            "Bytes of the segments the last successful pass read.",
+            |s| s.last_stats.map(|t| t.bytes_in.to_string()),
+        ),
+        (
+            "shardlog_cleaner_last_pass_bytes_out",
+            Kind::Gauge,
+            "Bytes of the segments the last successful pass wrote in their place.",
+            |s| s.last_stats.map(|t| t.bytes_out.to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
+        for snapshot in snapshots {
+            for view in &snapshot.cleaner {
+                if let Some(value) = value(&view.status) {
+                    let partition = view.partition.to_string();
+                    let labels = [("topic", view.topic.as_str()), ("partition", &partition)];
+                    out.sample(name, &labels, value);
+                }
+            }
+        }
     }
 }
