@@ -71,6 +71,53 @@ enum Command {
 
 /// Exit code for a configuration the broker refuses to start with.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// How long a stop may take, from the first SIGTERM/SIGINT, before the process ends anyway:
+/// connections drain for up to 5 s and every log is then synced and closed.
+const STOP_GRACE_SECS: u64 = 30;
+
+/// The first SIGTERM or SIGINT asks the broker to stop cleanly (`stop`); a second one ends the
+/// process at once, as servers do, after a best-effort sync of what the kernel holds (the
+/// shards' unwritten buffers are lost, but nothing acknowledged is: acknowledged data is
+/// already durable). A stop that takes longer than `STOP_GRACE_SECS` ends the same way.
+fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut first = true;
+            for signal in signals.forever() {
+                if first {
+                    first = false;
+                    stop.store(true, Ordering::Relaxed);
+                    tracing::info!(signal, "stopping; a second signal ends the process at once");
+                    std::thread::spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_secs(STOP_GRACE_SECS));
+                        eprintln!(
+                            "shardlog: the broker did not stop within {STOP_GRACE_SECS} s; exiting"
+                        );
+                        end_now(EXIT_STOP_TIMEOUT);
+                    });
+                    continue;
+                }
+                eprintln!("shardlog: second signal {signal}; exiting now");
+                end_now(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Ends the process without waiting for the shards, after asking the kernel to write back
+/// what it holds.
+fn end_now(code: i32) -> ! {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::process::exit(code)
+}
+
+/// Exit code when a stop did not finish in time, as sysexits' EX_TEMPFAIL.
+const EXIT_STOP_TIMEOUT: i32 = 75;
+
 /// Exit code after a bug (a panic), as sysexits' EX_SOFTWARE.
 const EXIT_INTERNAL_ERROR: i32 = 70;
 
@@ -127,11 +174,9 @@ fn broker(path: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("shardlog: cannot install signal handler: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = watch_signals(stop.clone()) {
+        eprintln!("shardlog: cannot install signal handler: {e}");
+        return ExitCode::FAILURE;
     }
     let result = shardlog::broker::run(config, stop.clone(), |listening| {
         // Lines scripts and tests wait for; the ports are the real ones when 0 was asked for.

@@ -495,6 +495,61 @@ async fn read_route(reader: &mut StreamReader) -> Option<Route> {
     }
 }
 
+/// The cleaner's counters per shard and its state per compacted partition.
+fn render_cleaner(out: &mut Exposition, snapshots: &[ShardSnapshot]) {
+    type Value = fn(&crate::storage::CleanerStatus) -> Option<String>;
+    let families: [(&str, Kind, &str, Value); 6] = [
+        (
+            "shardlog_cleaner_passes_total",
+            Kind::Counter,
+            "Compaction passes run over the partition, failed ones included.",
+            |s| Some(s.passes.to_string()),
+        ),
+        (
+            "shardlog_cleaner_passes_failed_total",
+            Kind::Counter,
+            "Compaction passes that failed (the broker log says why; the log is left as it was).",
+            |s| Some(s.passes_failed.to_string()),
+        ),
+        (
+            "shardlog_cleaner_dirty_ratio",
+            Kind::Gauge,
+            "Bytes written since the last pass over the cleanable bytes, as the cleaner last saw them.",
+            |s| Some(format!("{:.4}", s.dirty_ratio)),
+        ),
+        (
+            "shardlog_cleaner_last_pass_timestamp_seconds",
+            Kind::Gauge,
+            "When the last pass ended.",
+            |s| s.last_pass_ms.map(|ms| format!("{:.3}", ms as f64 / 1000.0)),
+        ),
+        (
+            "shardlog_cleaner_last_pass_bytes_in",
+            Kind::Gauge,
+            "Bytes of the segments the last successful pass read.",
+            |s| s.last_stats.map(|t| t.bytes_in.to_string()),
+        ),
+        (
+            "shardlog_cleaner_last_pass_bytes_out",
+            Kind::Gauge,
+            "Bytes of the segments the last successful pass wrote in their place.",
+            |s| s.last_stats.map(|t| t.bytes_out.to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
+        for snapshot in snapshots {
+            for view in &snapshot.cleaner {
+                if let Some(value) = value(&view.status) {
+                    let partition = view.partition.to_string();
+                    let labels = [("topic", view.topic.as_str()), ("partition", &partition)];
+                    out.sample(name, &labels, value);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +588,17 @@ mod tests {
             sync_bytes: bytes.snapshot(),
             partitions: 4,
             connections: 2,
+            cleaner: vec![CleanerView {
+                topic: "changelog".into(),
+                partition: 3,
+                status: crate::storage::CleanerStatus {
+                    passes: 2,
+                    passes_failed: 1,
+                    dirty_ratio: 0.25,
+                    last_pass_ms: Some(1_700_000_000_000),
+                    ..Default::default()
+                },
+            }],
         }
     }
 
@@ -581,6 +647,15 @@ mod tests {
             &[2],
         );
         let before = parse_exposition(&first);
+        let changelog = [("topic", "changelog"), ("partition", "3")];
+        assert_eq!(
+            value(&before, "shardlog_cleaner_passes_failed_total", &changelog),
+            1.0
+        );
+        assert_eq!(
+            value(&before, "shardlog_cleaner_dirty_ratio", &changelog),
+            0.25
+        );
         assert_eq!(value(&before, "shardlog_shard_up", &[("shard", "2")]), 0.0);
         assert_eq!(value(&before, "shardlog_shard_up", &[("shard", "0")]), 1.0);
         assert_eq!(
@@ -651,60 +726,5 @@ mod tests {
             ),
             2.0
         );
-    }
-}
-
-/// The cleaner's counters per shard and its state per compacted partition.
-fn render_cleaner(out: &mut Exposition, snapshots: &[ShardSnapshot]) {
-    type Value = fn(&crate::storage::CleanerStatus) -> Option<String>;
-    let families: [(&str, Kind, &str, Value); 6] = [
-        (
-            "shardlog_cleaner_passes_total",
-            Kind::Counter,
-            "Compaction passes run over the partition, failed ones included.",
-            |s| Some(s.passes.to_string()),
-        ),
-        (
-            "shardlog_cleaner_passes_failed_total",
-            Kind::Counter,
-            "Compaction passes that failed (the broker log says why; the log is left as it was).",
-            |s| Some(s.passes_failed.to_string()),
-        ),
-        (
-            "shardlog_cleaner_dirty_ratio",
-            Kind::Gauge,
-            "Bytes written since the last pass over the cleanable bytes, as the cleaner last saw them.",
-            |s| Some(format!("{:.4}", s.dirty_ratio)),
-        ),
-        (
-            "shardlog_cleaner_last_pass_timestamp_seconds",
-            Kind::Gauge,
-            "When the last pass ended.",
-            |s| s.last_pass_ms.map(|ms| format!("{:.3}", ms as f64 / 1000.0)),
-        ),
-        (
-            "shardlog_cleaner_last_pass_bytes_in",
-            Kind::Gauge,
-            "Bytes of the segments the last successful pass read.",
-            |s| s.last_stats.map(|t| t.bytes_in.to_string()),
-        ),
-        (
-            "shardlog_cleaner_last_pass_bytes_out",
-            Kind::Gauge,
-            "Bytes of the segments the last successful pass wrote in their place.",
-            |s| s.last_stats.map(|t| t.bytes_out.to_string()),
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        out.family(name, kind, help);
-        for snapshot in snapshots {
-            for view in &snapshot.cleaner {
-                if let Some(value) = value(&view.status) {
-                    let partition = view.partition.to_string();
-                    let labels = [("topic", view.topic.as_str()), ("partition", &partition)];
-                    out.sample(name, &labels, value);
-                }
-            }
-        }
     }
 }

@@ -150,10 +150,28 @@ async fn run_shard(
     {
         let shard = shard.clone();
         runtime::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                runtime::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+            let mut signal = shard.shutdown_signal().fuse();
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let tick = runtime::sleep(Duration::from_millis(STOP_POLL_MS)).fuse();
+                futures::pin_mut!(tick);
+                futures::select_biased! {
+                    // A peer told this shard to stop: it has told the others too.
+                    _ = signal => return,
+                    _ = tick => {}
+                }
             }
             shard.begin_shutdown();
+            // Whichever shard sees the request first wakes the rest by message, so a shard
+            // whose reactor is parked does not depend on its own timer to notice.
+            for peer in (0..count).filter(|&peer| peer != shard.id) {
+                let shard = shard.clone();
+                runtime::spawn(async move {
+                    let _ = shard.mesh().call(peer, ShardRequest::Stop).await;
+                });
+            }
         });
     }
     accept_loop(&shard, listener).await;
@@ -161,6 +179,19 @@ async fn run_shard(
     let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
     while shard.connections.get() > 0 && Instant::now() < deadline {
         runtime::sleep(Duration::from_millis(10)).await;
+    }
+    // Then wait for the peers to drain theirs: a request in flight on a peer's connection may
+    // still call this shard (the controller, a partition's owner), so no shard leaves early.
+    // Bounded, in case a peer is gone.
+    for peer in (0..count).filter(|&peer| peer != id) {
+        let shard = shard.clone();
+        runtime::spawn(async move {
+            let _ = shard.mesh().call(peer, ShardRequest::Drained).await;
+        });
+    }
+    let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while shard.drained_peers.get() + 1 < count && Instant::now() < deadline {
+        runtime::sleep(Duration::from_millis(5)).await;
     }
     shard.close_logs().await;
     tracing::info!(shard = id, "shard stopped");

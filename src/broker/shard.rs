@@ -50,6 +50,13 @@ pub enum ShardRequest {
     Group(Box<group::GroupCall>),
     /// From the metrics endpoint (shard 0): a copy of this shard's metrics.
     Metrics,
+    /// From a peer that saw the process's stop request: stop too. The message wakes this
+    /// shard's reactor however it is parked.
+    Stop,
+    /// From a peer during shutdown: its connections are drained, so it will call on no one
+    /// again. A shard closes its logs and exits only once every peer has said so, because until
+    /// then a peer's in-flight request may still need it.
+    Drained,
 }
 
 pub enum ShardReply {
@@ -75,6 +82,8 @@ pub struct Shard {
     /// The port this broker actually listens on (differs from the config when it asked for 0).
     pub port: Cell<u16>,
     pub shutting_down: Cell<bool>,
+    /// Peers that have drained their connections during shutdown (`ShardRequest::Drained`).
+    pub drained_peers: Cell<usize>,
     shutdown_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     listen_tx: RefCell<Option<oneshot::Sender<u16>>>,
     pub connections: Cell<usize>,
@@ -104,6 +113,7 @@ impl Shard {
             storage,
             port: Cell::new(0),
             shutting_down: Cell::new(false),
+            drained_peers: Cell::new(0),
             shutdown_waiters: RefCell::new(Vec::new()),
             listen_tx: RefCell::new(None),
             connections: Cell::new(0),
@@ -198,6 +208,14 @@ impl Shard {
                 if let Some(tx) = self.listen_tx.borrow_mut().take() {
                     let _ = tx.send(port);
                 }
+                Box::pin(async { ShardReply::Done })
+            }
+            ShardRequest::Stop => {
+                self.begin_shutdown();
+                Box::pin(async { ShardReply::Done })
+            }
+            ShardRequest::Drained => {
+                self.drained_peers.set(self.drained_peers.get() + 1);
                 Box::pin(async { ShardReply::Done })
             }
         }

@@ -114,18 +114,25 @@ impl Broker {
 
     /// SIGTERM, and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.stop_within(libc::SIGTERM, Duration::from_secs(30)).0
+    }
+
+    /// Sends `signal` and waits up to `limit` for the exit; past it, panics with every
+    /// thread's stack. Returns the status and how long the stop took.
+    pub fn stop_within(&mut self, signal: i32, limit: Duration) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("running");
+        let started = Instant::now();
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
+            libc::kill(child.id() as i32, signal);
         }
         let pid = child.id();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
         });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(status) => status.expect("wait"),
+        match rx.recv_timeout(limit) {
+            Ok(status) => (status.expect("wait"), started.elapsed()),
             Err(_) => {
                 // Where every thread is stuck, for whoever reads the failure.
                 let stacks = Command::new("timeout")
@@ -138,8 +145,19 @@ impl Broker {
                 unsafe {
                     libc::kill(pid as i32, libc::SIGKILL);
                 }
-                panic!("broker did not stop within 30 s of SIGTERM\n---- threads ----\n{stacks}");
+                panic!(
+                    "broker did not stop within {limit:?} of signal {signal}\n---- threads ----\n{stacks}\n---- log ----\n{}",
+                    self.log()
+                );
             }
+        }
+    }
+
+    /// Sends `signal` to the running broker without waiting.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid() as i32, signal);
         }
     }
 
