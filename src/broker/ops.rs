@@ -28,10 +28,16 @@ pub fn now_ms() -> i64 {
 // ---------------------------------------------------------------------------------------------
 // Produce
 
+/// A produce wait with no limit of its own (acks=1, or a timeout the client left out).
+pub const PRODUCE_WAIT_UNBOUNDED: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub struct ProduceBatch {
     pub topic: String,
     pub partitions: Vec<(i32, Option<BytesMut>)>,
     pub acks: i16,
+    /// The request's `timeout_ms`: how long an acknowledgement may wait for durability (and,
+    /// with replication, for the replicas) before it is answered REQUEST_TIMED_OUT.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -182,12 +188,27 @@ pub fn produce_local(
             )),
         }
     }
+    let timeout = batch.timeout;
     async move {
+        let deadline = std::time::Instant::now() + timeout;
         for (index, wait) in waits {
-            if let Err(reason) = wait.await {
-                let result = &mut results[index];
-                result.error_code = code::KAFKA_STORAGE_ERROR;
-                result.message = Some(reason);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let result = &mut results[index];
+            match runtime::timeout(left, wait).await {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => {
+                    result.error_code = code::KAFKA_STORAGE_ERROR;
+                    result.message = Some(reason);
+                }
+                // As Kafka: the records may still become durable; the client retries (an
+                // idempotent producer's retry is recognised as a duplicate).
+                None => {
+                    result.error_code = code::REQUEST_TIMED_OUT;
+                    result.message = Some(format!(
+                        "not durable within the request's timeout of {} ms",
+                        timeout.as_millis()
+                    ));
+                }
             }
         }
         results

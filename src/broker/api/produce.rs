@@ -18,6 +18,13 @@ pub(super) async fn produce_start(
     version: i16,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<m::ProduceResponse>>>> {
     let acks = request.acks;
+    // How long acks=all may wait. Kafka's acks=1 does not wait at all (its leader does not
+    // sync), so only acks=all is bounded here. A timeout of zero or less cannot be met by a
+    // sync; it is taken as no limit, so that such a client sees its records acknowledged.
+    let timeout = match (acks, u64::try_from(request.timeout_ms)) {
+        (-1, Ok(ms)) if ms > 0 => std::time::Duration::from_millis(ms),
+        _ => ops::PRODUCE_WAIT_UNBOUNDED,
+    };
     let image = shard.image();
     let mut immediate: Vec<ops::ProduceResult> = Vec::new();
     let mut pending = Vec::new();
@@ -83,6 +90,7 @@ pub(super) async fn produce_start(
                 topic: name.clone(),
                 partitions,
                 acks,
+                timeout,
             };
             if owner == shard.id {
                 let future = ops::produce_local(shard, batch);
