@@ -328,3 +328,106 @@ fn with_linger_zero_records_wait_in_one_batch_while_the_window_is_full() {
         HELD + 1
     );
 }
+
+/// KIP-360: a batch whose request was lost (it never reached the broker, and no answer came
+/// before the delivery timeout) leaves its sequences in doubt. The producer bumps its epoch, so
+/// the next batches start again at sequence 0 and are written, instead of failing for ever
+/// with OUT_OF_ORDER_SEQUENCE_NUMBER on the gap.
+#[test]
+fn a_lost_request_past_the_delivery_timeout_bumps_the_epoch_and_later_batches_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, broker) = behind_proxy(&dir, &[]);
+    let address = proxy.address.clone();
+    let proxy = std::sync::Arc::new(proxy);
+    let faults = proxy.clone();
+    let outcomes = blocking::run(move || async move {
+        let mut config = ProducerConfig::new(&address);
+        config.linger = Duration::from_millis(1);
+        config.delivery_timeout = Duration::from_millis(300);
+        let producer = Producer::connect(config).await.expect("producer");
+        let send = |value: &'static str| {
+            let producer = producer.clone();
+            async move {
+                let delivery = producer
+                    .send("bumped", None, Some(Bytes::from(value)), Some(0))
+                    .await
+                    .expect("queued");
+                producer.flush().await;
+                delivery.await.expect("an outcome")
+            }
+        };
+        let first = send("first").await;
+        // The next request is held in the network, and lost when the connection is cut after
+        // the delivery timeout.
+        faults.hold_requests();
+        let cutter = faults.clone();
+        let cut = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            cutter.cut();
+            cutter.release_requests();
+        });
+        let lost = send("lost").await;
+        cut.join().unwrap();
+        let later: Vec<_> = futures::future::join_all(["after-1", "after-2"].map(send)).await;
+        (first, lost, later)
+    })
+    .expect("client executor");
+    let (first, lost, later) = outcomes;
+    first.expect("the first record");
+    assert!(lost.is_err(), "the lost record fails: {lost:?}");
+    for outcome in later {
+        outcome.expect("records after the bump are written");
+    }
+    let stored = read_back(&broker.bootstrap, "bumped", 1, 3);
+    let values: Vec<Vec<u8>> = stored.values().map(|(_, v)| v.clone()).collect();
+    assert_eq!(values, [&b"first"[..], b"after-1", b"after-2"]);
+}
+
+/// The producer puts the batches of every partition a broker leads into one Produce request
+/// when they are ready together, as Java's sender does: 16 partitions flushed at once cost one
+/// request, counted by the broker.
+#[test]
+fn batches_of_many_partitions_for_one_broker_share_one_produce_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &[("metrics.listener", "127.0.0.1:0")],
+    );
+    let metrics = broker.metrics.clone().expect("metrics");
+    let produces = move || {
+        let page = common::metrics::scrape(&metrics);
+        common::metrics::total(&page, "shardlog_requests_total", &[("api", "Produce")])
+    };
+    let bootstrap = broker.bootstrap.clone();
+    let (before, after) = blocking::run(move || async move {
+        Admin::connect(&bootstrap)
+            .await
+            .unwrap()
+            .create_topic("wide", 16, 1, &[])
+            .await
+            .unwrap();
+        let mut config = ProducerConfig::new(&bootstrap);
+        // Nothing goes before the flush.
+        config.linger = Duration::from_secs(30);
+        let producer = Producer::connect(config).await.expect("producer");
+        let mut deliveries = Vec::new();
+        for partition in 0..16 {
+            let value = Bytes::from(format!("p{partition}"));
+            deliveries.push(
+                producer
+                    .send("wide", None, Some(value), Some(partition))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let before = produces();
+        producer.flush().await;
+        for delivery in deliveries {
+            delivery.await.unwrap().expect("delivered");
+        }
+        (before, produces())
+    })
+    .expect("client executor");
+    assert_eq!(after - before, 1.0, "one Produce request for 16 partitions");
+    assert_eq!(read_back(&broker.bootstrap, "wide", 16, 16).len(), 16);
+}

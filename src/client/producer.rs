@@ -161,6 +161,9 @@ struct Sending {
     batch: OpenBatch,
     /// First sequence (-1 without idempotence).
     sequence: i32,
+    /// The producer epoch the sequence was given under: after an epoch bump the batch is
+    /// numbered again, from the partition's new sequence, before it is sent again.
+    epoch: i16,
     encoded: Bytes,
     first_sent: Instant,
     response: ProduceResponseFuture,
@@ -181,6 +184,26 @@ const OUT_OF_ORDER_SEQUENCE: i16 = 45;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Produce requests on the wire to one broker at once, each holding at most one batch of a
+/// partition (as Java's `max.in.flight.requests.per.connection`); batches that close while
+/// they are out go together in the next request.
+const REQUESTS_IN_FLIGHT_PER_BROKER: usize = 5;
+
+/// A partition's batch waiting for a place in a Produce request to its leader.
+struct Queued {
+    slot: (String, i32),
+    records: Bytes,
+    answer: oneshot::Sender<Result<i64, ClientError>>,
+}
+
+/// The batches bound for one broker, and its request sender while one runs.
+#[derive(Default)]
+struct BrokerQueue {
+    waiting: std::collections::VecDeque<Queued>,
+    requests_in_flight: usize,
+    wake: Option<futures::channel::mpsc::UnboundedSender<()>>,
+}
 
 /// The most a new batch's buffer reserves up front, whatever `batch_size` says.
 const BATCH_RESERVE_BYTES_MAX: usize = 1 << 20;
@@ -210,6 +233,16 @@ struct Inner {
     producer: Cell<(i64, i16)>,
     pending: Cell<usize>,
     idle: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Per leader: batches waiting for a Produce request, and that request's sender.
+    broker_queues: RefCell<HashMap<i32, BrokerQueue>>,
+    /// Batches handed to a broker queue and not answered yet, over every partition.
+    batches_in_flight: Cell<usize>,
+    /// Woken when `batches_in_flight` drops to zero.
+    quiet: RefCell<Vec<oneshot::Sender<()>>>,
+    /// A batch failed in a way that leaves its sequences in doubt (it may or may not have
+    /// been written): the next batch waits for the epoch to be bumped (KIP-360), after which
+    /// every partition's sequences start again at 0, so no later batch fails on the gap.
+    bump_epoch: Cell<bool>,
 }
 
 #[derive(Clone)]
@@ -263,22 +296,13 @@ impl Producer {
             producer: Cell::new((-1, -1)),
             pending: Cell::new(0),
             idle: RefCell::new(Vec::new()),
+            broker_queues: RefCell::new(HashMap::new()),
+            batches_in_flight: Cell::new(0),
+            quiet: RefCell::new(Vec::new()),
+            bump_epoch: Cell::new(false),
         });
         if inner.config.idempotence {
-            let connection = inner.metadata_connection().await?;
-            let version = connection.version(ApiKey::InitProducerId, (0, 4))?;
-            let mut request = m::InitProducerIdRequest::default();
-            request.transactional_id = None;
-            request.transaction_timeout_ms = 60_000;
-            let response: m::InitProducerIdResponse = connection
-                .send(ApiKey::InitProducerId, version, &request)
-                .await?;
-            if let Some(error) = ClientError::from_code(response.error_code, None) {
-                return Err(error);
-            }
-            inner
-                .producer
-                .set((response.producer_id.0, response.producer_epoch));
+            inner.init_producer_id().await?;
         }
         Ok(Producer { inner })
     }
@@ -433,6 +457,68 @@ impl Inner {
             .map(|b| b.id)
     }
 
+    /// Gets a new producer id and epoch (InitProducerId).
+    async fn init_producer_id(&self) -> Result<(), ClientError> {
+        let connection = self.metadata_connection().await?;
+        let version = connection.version(ApiKey::InitProducerId, (0, 4))?;
+        let mut request = m::InitProducerIdRequest::default();
+        request.transactional_id = None;
+        request.transaction_timeout_ms = 60_000;
+        let response: m::InitProducerIdResponse = connection
+            .send(ApiKey::InitProducerId, version, &request)
+            .await?;
+        if let Some(error) = ClientError::from_code(response.error_code, None) {
+            return Err(error);
+        }
+        self.producer
+            .set((response.producer_id.0, response.producer_epoch));
+        Ok(())
+    }
+
+    /// If a batch left its sequences in doubt, bumps the epoch once nothing is on the wire:
+    /// as Java's idempotent producer does (KIP-360), the epoch goes up by one on the client
+    /// (the broker takes a higher epoch that starts at sequence 0), or, when the epoch is used
+    /// up, a new producer id is fetched. Every partition's sequences restart at 0.
+    async fn bump_epoch_if_needed(&self) -> Result<(), ClientError> {
+        while self.bump_epoch.get() && self.batches_in_flight.get() > 0 {
+            let (tx, rx) = oneshot::channel();
+            self.quiet.borrow_mut().push(tx);
+            let _ = rx.await;
+        }
+        if !self.bump_epoch.replace(false) {
+            return Ok(());
+        }
+        let (id, epoch) = self.producer.get();
+        if epoch == i16::MAX {
+            self.init_producer_id().await?;
+        } else {
+            self.producer.set((id, epoch + 1));
+        }
+        self.sequences.borrow_mut().clear();
+        let (id, epoch) = self.producer.get();
+        tracing::info!(
+            producer_id = id,
+            epoch,
+            "bumped the producer epoch after a batch whose delivery is in doubt"
+        );
+        Ok(())
+    }
+
+    /// Gives `sending` a sequence under the current epoch: the partition's next one.
+    fn assign_sequence(&self, slot: &(String, i32), sending: &mut Sending) {
+        let (producer_id, epoch) = self.producer.get();
+        sending.epoch = epoch;
+        sending.sequence = if producer_id >= 0 {
+            let mut sequences = self.sequences.borrow_mut();
+            let next = sequences.entry(slot.clone()).or_insert(0);
+            let sequence = *next;
+            *next = next.wrapping_add(sending.batch.deliveries.len() as i32) & i32::MAX;
+            sequence
+        } else {
+            -1
+        };
+    }
+
     /// The connection for metadata: the bootstrap broker, reconnected if it was lost.
     async fn metadata_connection(&self) -> Result<Rc<Connection>, ClientError> {
         let current = self.bootstrap.borrow().clone();
@@ -497,33 +583,32 @@ impl Inner {
             .ok_or_else(|| ClientError::from_code(3, Some(topic.to_owned())).expect("non-zero"))
     }
 
-    async fn leader_connection(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Rc<Connection>, ClientError> {
-        let leader = self
-            .cluster
+    /// The leader of a partition as the producer last heard, -1 if none.
+    fn leader(&self, topic: &str, partition: i32) -> i32 {
+        self.cluster
             .borrow()
             .topics
             .get(topic)
             .and_then(|l| l.get(partition as usize).copied())
-            .unwrap_or(-1);
-        if let Some(c) = self.connections.borrow().get(&leader) {
+            .unwrap_or(-1)
+    }
+
+    async fn broker_connection(&self, broker: i32) -> Result<Rc<Connection>, ClientError> {
+        if let Some(c) = self.connections.borrow().get(&broker) {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
         }
-        let address = self.cluster.borrow().brokers.get(&leader).cloned();
+        let address = self.cluster.borrow().brokers.get(&broker).cloned();
         let Some(address) = address else {
             return Err(
-                ClientError::from_code(5, Some(format!("{topic}-{partition}"))).expect("non-zero"),
+                ClientError::from_code(5, Some(format!("broker {broker}"))).expect("non-zero")
             );
         };
         let connection = Connection::connect(&address, &self.config.client_id).await?;
         self.connections
             .borrow_mut()
-            .insert(leader, connection.clone());
+            .insert(broker, connection.clone());
         Ok(connection)
     }
 
@@ -667,9 +752,26 @@ impl Inner {
                         }
                         runtime::sleep(backoff).await;
                         backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                        let bumped = self.bump_epoch_if_needed().await;
                         for sending in window.iter_mut() {
-                            sending.response =
-                                self.start_produce(&slot, sending.encoded.clone()).await;
+                            if let Err(e) = &bumped {
+                                sending.response = ready(Err(e.duplicate()));
+                                continue;
+                            }
+                            if self.producer.get().0 >= 0 && sending.epoch != self.producer.get().1
+                            {
+                                // Numbered under the epoch before a bump: renumbered under
+                                // the new one, in the window's order.
+                                self.assign_sequence(&slot, sending);
+                                match self.encode(sending) {
+                                    Ok(encoded) => sending.encoded = encoded,
+                                    Err(e) => {
+                                        sending.response = ready(Err(e));
+                                        continue;
+                                    }
+                                }
+                            }
+                            sending.response = self.start_produce(&slot, sending.encoded.clone());
                         }
                     }
                 }
@@ -678,28 +780,24 @@ impl Inner {
     }
 
     /// Gives a closed batch its sequence, encodes it and puts it on the wire.
-    async fn send_first(&self, slot: &(String, i32), batch: OpenBatch) -> Sending {
-        let (producer_id, _) = self.producer.get();
-        let sequence = if producer_id >= 0 {
-            let mut sequences = self.sequences.borrow_mut();
-            let next = sequences.entry(slot.clone()).or_insert(0);
-            let sequence = *next;
-            *next = next.wrapping_add(batch.deliveries.len() as i32) & i32::MAX;
-            sequence
-        } else {
-            -1
-        };
+    async fn send_first(self: &Rc<Self>, slot: &(String, i32), batch: OpenBatch) -> Sending {
         let mut sending = Sending {
             batch,
-            sequence,
+            sequence: -1,
+            epoch: -1,
             encoded: Bytes::new(),
             first_sent: Instant::now(),
             response: ready(Ok(-1)),
         };
+        if let Err(e) = self.bump_epoch_if_needed().await {
+            sending.response = ready(Err(e));
+            return sending;
+        }
+        self.assign_sequence(slot, &mut sending);
         match self.encode(&sending) {
             Ok(encoded) => {
                 sending.encoded = encoded.clone();
-                sending.response = self.start_produce(slot, encoded).await;
+                sending.response = self.start_produce(slot, encoded);
             }
             Err(e) => sending.response = ready(Err(e)),
         }
@@ -707,12 +805,12 @@ impl Inner {
     }
 
     fn encode(&self, sending: &Sending) -> Result<Bytes, ClientError> {
-        let (producer_id, epoch) = self.producer.get();
+        let (producer_id, _) = self.producer.get();
         sending
             .batch
             .builder
             .finish(
-                (producer_id, epoch, sending.sequence),
+                (producer_id, sending.epoch, sending.sequence),
                 self.config.compression,
             )
             .map_err(ClientError::Config)
@@ -760,9 +858,11 @@ impl Inner {
                     } else {
                         // A Kafka error that is not retriable means the broker did not write
                         // the batch; a timed-out network failure may have been written, so its
-                        // sequences stay taken.
+                        // sequences are in doubt: the epoch is bumped before the next batch.
                         if matches!(error, ClientError::Kafka { .. }) && !error.is_retriable() {
                             gap = gap.wrapping_add(sending.batch.deliveries.len() as i32);
+                        } else if sending.sequence >= 0 {
+                            self.bump_epoch.set(true);
                         }
                         self.resolve(slot, sending.batch, Err(error));
                     }
@@ -800,51 +900,211 @@ impl Inner {
         }
     }
 
-    /// Puts one batch on the wire; the future answers with its base offset (-1 with acks=0).
-    async fn start_produce(&self, slot: &(String, i32), records: Bytes) -> ProduceResponseFuture {
-        match self.produce_request(slot, records).await {
-            Ok(response) => response,
-            Err(e) => ready(Err(e)),
+    /// Hands one batch to its leader's request sender; the future answers with its base
+    /// offset (-1 with acks=0).
+    fn start_produce(
+        self: &Rc<Self>,
+        slot: &(String, i32),
+        records: Bytes,
+    ) -> ProduceResponseFuture {
+        let leader = self.leader(&slot.0, slot.1);
+        if leader < 0 {
+            let partition = format!("{}-{}", slot.0, slot.1);
+            return ready(Err(
+                ClientError::from_code(5, Some(partition)).expect("non-zero")
+            ));
+        }
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut queues = self.broker_queues.borrow_mut();
+            let queue = queues.entry(leader).or_default();
+            queue.waiting.push_back(Queued {
+                slot: slot.clone(),
+                records,
+                answer,
+            });
+            match &queue.wake {
+                Some(wake) => {
+                    let _ = wake.unbounded_send(());
+                    None
+                }
+                None => {
+                    let (tx, rx) = futures::channel::mpsc::unbounded();
+                    queue.wake = Some(tx);
+                    Some(rx)
+                }
+            }
+        };
+        self.batches_in_flight.set(self.batches_in_flight.get() + 1);
+        if let Some(wake) = start {
+            runtime::spawn(self.clone().send_to_broker(leader, wake));
+        }
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(ClientError::Config(
+                    "the producer stopped before the answer".into(),
+                ))
+            })
+        })
+    }
+
+    /// One batch was answered (or failed before it was): wakes an epoch bump waiting for quiet.
+    fn batch_settled(&self) {
+        let left = self.batches_in_flight.get() - 1;
+        self.batches_in_flight.set(left);
+        if left == 0 {
+            for tx in self.quiet.borrow_mut().drain(..) {
+                let _ = tx.send(());
+            }
         }
     }
 
-    /// Writes the Produce request of one batch to the partition's leader and returns the
-    /// future of its answer.
-    async fn produce_request(
-        &self,
-        slot: &(String, i32),
-        records: Bytes,
-    ) -> Result<ProduceResponseFuture, ClientError> {
-        let connection = self.leader_connection(&slot.0, slot.1).await?;
-        let version = connection.version(ApiKey::Produce, (3, 9))?;
+    /// A broker's request sender: takes every batch waiting for that broker (one per
+    /// partition, in order; a partition's next batch goes in a later request, on the same
+    /// connection, which the broker answers in order) into one Produce request, with up to
+    /// `REQUESTS_IN_FLIGHT_PER_BROKER` requests out at once. Ends when nothing is waiting or
+    /// in flight.
+    async fn send_to_broker(
+        self: Rc<Self>,
+        broker: i32,
+        mut wake: futures::channel::mpsc::UnboundedReceiver<()>,
+    ) {
+        use futures::StreamExt;
+        let in_flight_max = REQUESTS_IN_FLIGHT_PER_BROKER.max(self.config.max_in_flight);
+        loop {
+            // Batches closed in this same turn of the executor (a flush, lingers that ran out
+            // together) join the request.
+            runtime::yield_to_requests().await;
+            let taken: Vec<Queued> = {
+                let mut queues = self.broker_queues.borrow_mut();
+                let queue = queues.get_mut(&broker).expect("a queue with a sender");
+                if queue.requests_in_flight >= in_flight_max {
+                    Vec::new()
+                } else {
+                    let mut taken: Vec<Queued> = Vec::new();
+                    let mut rest = std::collections::VecDeque::new();
+                    for queued in queue.waiting.drain(..) {
+                        if taken.iter().any(|t| t.slot == queued.slot) {
+                            rest.push_back(queued);
+                        } else {
+                            taken.push(queued);
+                        }
+                    }
+                    queue.waiting = rest;
+                    if taken.is_empty() && queue.requests_in_flight == 0 {
+                        queues.remove(&broker);
+                        return;
+                    }
+                    taken
+                }
+            };
+            if taken.is_empty() {
+                let _ = wake.next().await;
+                continue;
+            }
+            if let Err(error) = self.write_request(broker, taken).await {
+                tracing::debug!(broker, %error, "a produce request could not be sent");
+            }
+        }
+    }
+
+    /// Writes one Produce request with `taken` to `broker`, and answers each batch when the
+    /// response comes (in a task of its own, so the sender goes on meanwhile).
+    async fn write_request(
+        self: &Rc<Self>,
+        broker: i32,
+        taken: Vec<Queued>,
+    ) -> Result<(), ClientError> {
+        let fail = |taken: Vec<Queued>, error: &ClientError| {
+            for queued in taken {
+                let _ = queued.answer.send(Err(error.duplicate()));
+                self.batch_settled();
+            }
+        };
+        let connection = match self.broker_connection(broker).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                fail(taken, &error);
+                return Err(error);
+            }
+        };
+        let version = match connection.version(ApiKey::Produce, (3, 9)) {
+            Ok(version) => version,
+            Err(error) => {
+                fail(taken, &error);
+                return Err(error);
+            }
+        };
+        let mut topics: Vec<(&str, Vec<(i32, Bytes)>)> = Vec::new();
+        for queued in &taken {
+            let (topic, partition) = (&queued.slot.0, queued.slot.1);
+            match topics.iter_mut().find(|(t, _)| *t == topic.as_str()) {
+                Some((_, partitions)) => partitions.push((partition, queued.records.clone())),
+                None => topics.push((topic, vec![(partition, queued.records.clone())])),
+            }
+        }
         let body = crate::protocol::produce::encode_request_parts(
             version,
             self.config.acks,
             PRODUCE_TIMEOUT_MS,
-            &[(slot.0.as_str(), vec![(slot.1, records)])],
+            &topics,
         );
         let answered = self.config.acks != 0;
-        let pending = connection
+        let pending = match connection
             .start_parts(ApiKey::Produce, version, body, answered)
-            .await?;
-        let Some(pending) = pending else {
-            return Ok(ready(Ok(-1)));
-        };
-        let broker = connection.broker().to_owned();
-        Ok(Box::pin(async move {
-            let response: m::ProduceResponse = pending.response().await?;
-            let answer = response
-                .responses
-                .first()
-                .and_then(|t| t.partition_responses.first())
-                .ok_or_else(|| ClientError::missing_partition(&broker, "Produce"))?;
-            match ClientError::from_code(
-                answer.error_code,
-                answer.error_message.as_ref().map(|s| s.to_string()),
-            ) {
-                Some(error) => Err(error),
-                None => Ok(answer.base_offset),
+            .await
+        {
+            Ok(pending) => pending,
+            Err(error) => {
+                fail(taken, &error);
+                return Err(error);
             }
-        }))
+        };
+        let Some(pending) = pending else {
+            for queued in taken {
+                let _ = queued.answer.send(Ok(-1));
+                self.batch_settled();
+            }
+            return Ok(());
+        };
+        if let Some(queue) = self.broker_queues.borrow_mut().get_mut(&broker) {
+            queue.requests_in_flight += 1;
+        }
+        let inner = self.clone();
+        let name = connection.broker().to_owned();
+        runtime::spawn(async move {
+            let response: Result<m::ProduceResponse, ClientError> = pending.response().await;
+            for queued in taken {
+                let answer = match &response {
+                    Err(error) => Err(error.duplicate()),
+                    Ok(response) => response
+                        .responses
+                        .iter()
+                        .filter(|t| t.name.0.as_str() == queued.slot.0)
+                        .flat_map(|t| t.partition_responses.iter())
+                        .find(|p| p.index == queued.slot.1)
+                        .ok_or_else(|| ClientError::missing_partition(&name, "Produce"))
+                        .and_then(|p| {
+                            match ClientError::from_code(
+                                p.error_code,
+                                p.error_message.as_ref().map(|s| s.to_string()),
+                            ) {
+                                Some(error) => Err(error),
+                                None => Ok(p.base_offset),
+                            }
+                        }),
+                };
+                let _ = queued.answer.send(answer);
+                inner.batch_settled();
+            }
+            let mut queues = inner.broker_queues.borrow_mut();
+            if let Some(queue) = queues.get_mut(&broker) {
+                queue.requests_in_flight -= 1;
+                if let Some(wake) = &queue.wake {
+                    let _ = wake.unbounded_send(());
+                }
+            }
+        });
+        Ok(())
     }
 }

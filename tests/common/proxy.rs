@@ -11,6 +11,7 @@ pub struct Proxy {
     target: Arc<Mutex<String>>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     held: Arc<(Mutex<bool>, Condvar)>,
+    held_requests: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Proxy {
@@ -20,7 +21,9 @@ impl Proxy {
         let target = Arc::new(Mutex::new(String::new()));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let held = Arc::new((Mutex::new(false), Condvar::new()));
+        let held_requests = Arc::new((Mutex::new(false), Condvar::new()));
         {
+            let held_requests = held_requests.clone();
             let target = target.clone();
             let open = open.clone();
             let held = held.clone();
@@ -42,7 +45,7 @@ impl Proxy {
                     pipe(
                         client.try_clone().unwrap(),
                         server.try_clone().unwrap(),
-                        None,
+                        Some(held_requests.clone()),
                     );
                     pipe(server, client, Some(held.clone()));
                 }
@@ -53,6 +56,7 @@ impl Proxy {
             target,
             open,
             held,
+            held_requests,
         }
     }
 
@@ -73,6 +77,17 @@ impl Proxy {
     pub fn release(&self) {
         *self.held.0.lock().unwrap() = false;
         self.held.1.notify_all();
+    }
+
+    /// Stops passing requests on to the broker until `release_requests`; a `cut` meanwhile
+    /// loses them, as a network that drops a request would.
+    pub fn hold_requests(&self) {
+        *self.held_requests.0.lock().unwrap() = true;
+    }
+
+    pub fn release_requests(&self) {
+        *self.held_requests.0.lock().unwrap() = false;
+        self.held_requests.1.notify_all();
     }
 
     /// Closes every connection open through the proxy.
