@@ -37,6 +37,7 @@ BROKER_CMD=("$BROKER_BIN" broker
   --override "log.dirs=$WORK/data"
   --override listeners=PLAINTEXT://127.0.0.1:0
   --override num.shards=1
+  --override shard.pinning=false
   --override metrics.listener=none)
 start_broker
 

@@ -11,8 +11,10 @@ of its own:
   tail      the consumer has caught up; a producer sends 200 records/s spread over the
             partitions for TAIL_S seconds, and the consumer reads each as it comes.
 
-For each phase it prints the fetch requests sent, their bytes (counted as the client encodes
-them), the broker's CPU time (utime + stime from /proc/BROKER_PID/stat) per record consumed.
+For each phase it prints the fetch requests sent, the bytes of a fetch request and of its
+response (counted as the client encodes and receives them), and the broker's CPU time
+(utime + stime from /proc/BROKER_PID/stat) per fetch and per record consumed. The consumer
+asks for at most 256 KiB per response, so the catch-up takes a few dozen fetches.
 """
 
 import os
@@ -25,8 +27,10 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.protocol import parser
 
 TICKS = os.sysconf("SC_CLK_TCK")
-fetch_bytes = {"requests": 0, "bytes": 0}
+fetch_bytes = {"requests": 0, "bytes": 0, "responses": 0}
+fetch_correlation_ids = set()
 _send_request = parser.KafkaProtocol.send_request
+_process_response = parser.KafkaProtocol._process_response
 
 
 def _counting_send_request(self, request, correlation_id=None):
@@ -34,10 +38,21 @@ def _counting_send_request(self, request, correlation_id=None):
     if request.API_KEY == 1:
         fetch_bytes["requests"] += 1
         fetch_bytes["bytes"] += len(self.bytes_to_send[-1])
+        fetch_correlation_ids.add((id(self), result))
     return result
 
 
+def _counting_process_response(self, read_buffer):
+    if self.in_flight_requests:
+        key = (id(self), self.in_flight_requests[0].correlation_id)
+        if key in fetch_correlation_ids:
+            fetch_correlation_ids.discard(key)
+            fetch_bytes["responses"] += len(read_buffer)
+    return _process_response(self, read_buffer)
+
+
 parser.KafkaProtocol.send_request = _counting_send_request
+parser.KafkaProtocol._process_response = _counting_process_response
 
 
 def broker_cpu_s(pid):
@@ -47,18 +62,21 @@ def broker_cpu_s(pid):
 
 
 def snapshot(pid):
-    return (time.monotonic(), broker_cpu_s(pid), fetch_bytes["requests"], fetch_bytes["bytes"])
+    return (time.monotonic(), broker_cpu_s(pid), fetch_bytes["requests"], fetch_bytes["bytes"],
+            fetch_bytes["responses"])
 
 
 def report(mode, phase, before, after, records):
     seconds = after[0] - before[0]
     cpu = after[1] - before[1]
-    requests = after[2] - before[2]
+    requests = max(after[2] - before[2], 1)
     request_bytes = after[3] - before[3]
-    print(f"{mode:<12} {phase:<9} records {records:>7}  {seconds:6.2f} s  "
-          f"fetches {requests:>5}  request bytes {request_bytes:>10} "
-          f"({request_bytes / max(requests, 1):>8.0f}/fetch)  "
-          f"broker CPU {cpu:6.2f} s = {cpu * 1e6 / max(records, 1):8.1f} us/record", flush=True)
+    response_bytes = after[4] - before[4]
+    print(f"{mode:<12} {phase:<8} {records:>6} records {seconds:6.2f} s  {requests:>5} fetches  "
+          f"request {request_bytes / requests:>7.0f} B/fetch  "
+          f"response {response_bytes / requests:>7.0f} B/fetch  "
+          f"broker CPU {cpu:5.2f} s: {cpu * 1e6 / requests:6.0f} us/fetch, "
+          f"{cpu * 1e6 / max(records, 1):6.1f} us/record", flush=True)
 
 
 def consume(consumer, expected):
@@ -78,7 +96,7 @@ def run_mode(bootstrap, pid, sessions, partitions, records, tail_s):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
     admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5,
                              batch_size=64 * 1024)
     while len(producer.partitions_for(topic) or ()) < partitions:
         time.sleep(0.2)
@@ -90,6 +108,7 @@ def run_mode(bootstrap, pid, sessions, partitions, records, tail_s):
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              fetch_max_wait_ms=500, max_partition_fetch_bytes=1 << 20,
+                             fetch_max_bytes=256 * 1024,
                              enable_incremental_fetch_sessions=sessions)
     consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     consumer.seek_to_beginning()
@@ -104,10 +123,10 @@ def run_mode(bootstrap, pid, sessions, partitions, records, tail_s):
         start = time.monotonic()
         for i in range(total):
             producer.send(topic, partition=(i * 7919) % partitions, value=value)
-            producer.flush()
             delay = start + (i + 1) / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+        producer.flush()
 
     before = snapshot(pid)
     thread = threading.Thread(target=trickle)
