@@ -484,6 +484,12 @@ pub struct BrokerConfig {
     /// In-memory tail cache per shard.
     pub batch_cache_bytes: u64,
     pub fetch_read_ahead_bytes: u32,
+    /// Incremental fetch sessions (KIP-227) the broker keeps, split over its shards; 0 turns
+    /// sessions off (every fetch is then a full one).
+    pub fetch_session_cache_slots: usize,
+    /// A fetch session idle this long may be evicted for a new one; one older than this may
+    /// be evicted for a larger one.
+    pub fetch_session_eviction_ms: u64,
     pub min_insync_replicas: i16,
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: i64,
@@ -539,6 +545,8 @@ impl Default for BrokerConfig {
             shard_io_memory_bytes: 2 << 20,
             batch_cache_bytes: 256 << 20,
             fetch_read_ahead_bytes: 1 << 20,
+            fetch_session_cache_slots: 1_000,
+            fetch_session_eviction_ms: 120_000,
             min_insync_replicas: 1,
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
@@ -606,6 +614,13 @@ impl BrokerConfig {
             None => String::new(),
         };
         BrokerConfig::from_properties(&text, overrides)
+    }
+
+    /// Each shard's share of `max.incremental.fetch.session.cache.slots` (rounded up, so a
+    /// broker with any slots has sessions on every shard).
+    pub fn fetch_session_slots_per_shard(&self) -> usize {
+        self.fetch_session_cache_slots
+            .div_ceil(self.num_shards.max(1))
     }
 
     /// The first log dir (single-dir broker for now).
@@ -801,6 +816,20 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
     }
     if let Some(value) = settings.integer("fetch.read.ahead.bytes", 0, i32::MAX.into())? {
         config.fetch_read_ahead_bytes = value;
+    }
+    if let Some(value) = settings.integer(
+        "max.incremental.fetch.session.cache.slots",
+        0,
+        i32::MAX.into(),
+    )? {
+        config.fetch_session_cache_slots = value;
+    }
+    if let Some(value) = settings.integer(
+        "min.incremental.fetch.session.eviction.ms",
+        0,
+        i32::MAX.into(),
+    )? {
+        config.fetch_session_eviction_ms = value;
     }
     if let Some(value) = settings.integer("min.insync.replicas", 1, i16::MAX.into())? {
         config.min_insync_replicas = value;
@@ -1422,6 +1451,8 @@ mod tests {
         assert!((1..=MAX_SHARDS).contains(&config.num_shards));
         assert_eq!(config.shard_io_memory_bytes, 2_097_152);
         assert_eq!(config.batch_cache_bytes, 268_435_456);
+        assert_eq!(config.fetch_session_cache_slots, 1_000);
+        assert_eq!(config.fetch_session_eviction_ms, 120_000);
         assert_eq!(
             config.metrics_listener,
             Some("127.0.0.1:9644".parse().expect("valid address"))
@@ -1683,6 +1714,8 @@ log.retention.check.interval.ms=300000
              group.max.session.timeout.ms=200\nmetrics.listener=0.0.0.0:9100\n\
              controller.quorum.voters=1@localhost:9093\nnum.shards= 4 \nshard.pinning=False\n\
              shard.io.memory.bytes=65536\nbatch.cache.bytes=0\nfetch.read.ahead.bytes=0\n\
+             max.incremental.fetch.session.cache.slots=10\n\
+             min.incremental.fetch.session.eviction.ms=500\n\
              default.replication.factor=3\ndelete.topic.enable=false\n\
              log.retention.check.interval.ms=1000\nsocket.request.max.bytes=1024\n",
         );
@@ -1705,6 +1738,13 @@ log.retention.check.interval.ms=300000
         assert_eq!(config.shard_io_memory_bytes, 65536);
         assert_eq!(config.batch_cache_bytes, 0);
         assert_eq!(config.fetch_read_ahead_bytes, 0);
+        assert_eq!(config.fetch_session_cache_slots, 10);
+        assert_eq!(config.fetch_session_eviction_ms, 500);
+        assert_eq!(
+            config.fetch_session_slots_per_shard(),
+            3,
+            "10 over 4 shards"
+        );
         assert_eq!(config.default_replication_factor, 3);
         assert!(!config.delete_topic_enable);
         assert_eq!(config.log_retention_check_interval_ms, 1000);
@@ -1737,6 +1777,16 @@ log.retention.check.interval.ms=300000
         let cases = [
             ("num.shards=abc", "num.shards", "abc"),
             ("num.shards=0", "num.shards", "0"),
+            (
+                "max.incremental.fetch.session.cache.slots=-1",
+                "max.incremental.fetch.session.cache.slots",
+                "-1",
+            ),
+            (
+                "min.incremental.fetch.session.eviction.ms=soon",
+                "min.incremental.fetch.session.eviction.ms",
+                "soon",
+            ),
             ("num.shards=1025", "num.shards", "1025"),
             ("broker.id=-1", "broker.id", "-1"),
             ("num.partitions=0", "num.partitions", "0"),

@@ -158,3 +158,72 @@ fn out_of_range_and_unknown_partitions_get_their_errors() {
         "UNKNOWN_TOPIC_OR_PARTITION"
     );
 }
+
+/// The record bytes of every partition in a response, in response order.
+fn record_bytes(response: &m::FetchResponse) -> Vec<usize> {
+    response.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect()
+}
+
+#[test]
+fn max_bytes_bounds_the_whole_response_across_partitions_and_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut client = Client::connect(&broker.bootstrap);
+    // Six partitions: consecutive ones live on different shards.
+    create_topic_with_partitions(&mut client, "budget", 6);
+    let one = batch(1, 100_000);
+    let size = one.len();
+    for p in 0..6 {
+        for _ in 0..3 {
+            assert_eq!(produce(&mut client, "budget", p, one.clone(), -1), Some(0));
+        }
+    }
+    let call = |client: &mut Client, order: &[i32], partition_max: i32, max_bytes: i32| {
+        let partitions: Vec<(i32, i64, i32)> =
+            order.iter().map(|&p| (p, 0, partition_max)).collect();
+        let request = fetch_request("budget", &partitions, 0, 1, max_bytes);
+        let frame = client.frame(ApiKey::Fetch, VERSION, &request);
+        client.send_raw(&frame);
+        let mut response = client.read_frame().expect("a response");
+        let frame_size = response.len();
+        ResponseHeader::decode(&mut response, 1).unwrap();
+        let response = m::FetchResponse::decode(&mut response, VERSION).unwrap();
+        (frame_size, record_bytes(&response))
+    };
+    // Headers of six partitions fit in well under a KiB.
+    let overhead = 1024;
+    for order in [[0, 1, 2, 3, 4, 5], [3, 4, 5, 0, 1, 2], [1, 0, 3, 2, 5, 4]] {
+        // Room for two and a half batches: two whole ones from the first partition, then the
+        // others are left for the next request.
+        let max = (2 * size + size / 2) as i32;
+        let (frame, bytes) = call(&mut client, &order, 1 << 20, max);
+        assert_eq!(bytes, vec![2 * size, 0, 0, 0, 0, 0], "order {order:?}");
+        assert!(frame <= max as usize + overhead, "{frame} bytes");
+        // Partition limits share the response budget in request order, across shards.
+        let max = (4 * size + size / 2) as i32;
+        let (frame, bytes) = call(&mut client, &order, (2 * size + 10) as i32, max);
+        assert_eq!(
+            bytes,
+            vec![2 * size, 2 * size, 0, 0, 0, 0],
+            "order {order:?}"
+        );
+        assert!(frame <= max as usize + overhead);
+        // A budget smaller than a batch: exactly one batch, the first partition's.
+        let (frame, bytes) = call(&mut client, &order, 1 << 20, 50_000);
+        assert_eq!(bytes, vec![size, 0, 0, 0, 0, 0], "order {order:?}");
+        assert!(frame <= size + overhead);
+        // A partition limit smaller than a batch: only the first partition may exceed it.
+        let (_, bytes) = call(&mut client, &order, 50_000, 16 << 20);
+        assert_eq!(bytes, vec![size, 0, 0, 0, 0, 0], "order {order:?}");
+    }
+    // An empty partition first does not use up the first-batch exception.
+    let mut partitions = vec![(0, 3, 1 << 20)];
+    partitions.extend((1..6).map(|p| (p, 0, 1 << 20)));
+    let request = fetch_request("budget", &partitions, 0, 1, 50_000);
+    let response: m::FetchResponse = client.call(ApiKey::Fetch, VERSION, &request);
+    assert_eq!(record_bytes(&response), vec![0, size, 0, 0, 0, 0]);
+}

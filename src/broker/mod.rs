@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod connection;
+pub mod fetch_session;
 pub mod group;
 pub mod metadata;
 pub mod metrics;

@@ -263,8 +263,20 @@ impl<R> FetchResult<R> {
     }
 }
 
-pub async fn fetch_local(shard: &Rc<Shard>, items: Vec<FetchItem>) -> Vec<FetchResult<Chunk>> {
+/// Reads `items` in order under Kafka's response limit (`ReplicaManager.readFromLog`): each
+/// partition gets at most `min(its max_bytes, what is left of response_max_bytes)`, and only
+/// until the first partition that returns data may a batch larger than that be returned
+/// whole (so a fetch always makes progress). A request split over shards applies this on each
+/// shard over its own partitions, then again over the merged results in request order
+/// (`api::fetch`), which only ever removes whole batches: what a shard read is a superset of
+/// what the merge keeps.
+pub async fn fetch_local(
+    shard: &Rc<Shard>,
+    items: Vec<FetchItem>,
+    response_max_bytes: usize,
+) -> Vec<FetchResult<Chunk>> {
     let mut results = Vec::with_capacity(items.len());
+    let mut budget = ResponseBudget::new(response_max_bytes);
     for item in items {
         let Some(log) = shard.log(&item.topic, item.partition) else {
             results.push(FetchResult::error(&item, code::UNKNOWN_TOPIC_OR_PARTITION));
@@ -280,16 +292,24 @@ pub async fn fetch_local(shard: &Rc<Shard>, items: Vec<FetchItem>) -> Vec<FetchR
             results.push(FetchResult::error(&item, error));
             continue;
         }
-        match log.read(item.offset, item.max_bytes, None).await {
-            Ok(out) => results.push(FetchResult {
-                topic: item.topic,
-                partition: item.partition,
-                error_code: code::NONE,
-                high_watermark: out.high_watermark,
-                log_start_offset: out.log_start_offset,
-                records: out.chunks,
-                bytes: out.bytes,
-            }),
+        let limit = budget.partition_limit(item.max_bytes);
+        // With the budget spent, only the offset check and the partition's offsets are wanted:
+        // an upper bound at the fetch offset reads nothing.
+        let upper_bound = (limit == 0 && !budget.min_one).then_some(item.offset);
+        match log.read(item.offset, limit, upper_bound).await {
+            Ok(out) => {
+                let (records, bytes) = keep_batches(out.chunks, limit, budget.min_one);
+                budget.spend(bytes);
+                results.push(FetchResult {
+                    topic: item.topic,
+                    partition: item.partition,
+                    error_code: code::NONE,
+                    high_watermark: out.high_watermark,
+                    log_start_offset: out.log_start_offset,
+                    records,
+                    bytes,
+                })
+            }
             Err(LogError::OffsetOutOfRange { start, .. }) => {
                 let mut result = FetchResult::error(&item, code::OFFSET_OUT_OF_RANGE);
                 result.high_watermark = log.high_watermark();
@@ -303,6 +323,83 @@ pub async fn fetch_local(shard: &Rc<Shard>, items: Vec<FetchItem>) -> Vec<FetchR
         }
     }
     results
+}
+
+/// What is left of a fetch response's `max_bytes`, walked in response order.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseBudget {
+    remaining: usize,
+    /// True until a partition has returned data: that partition's first batch is returned
+    /// whole even when it is larger than the limits (Kafka's `minOneMessage`).
+    pub min_one: bool,
+}
+
+impl ResponseBudget {
+    pub fn new(response_max_bytes: usize) -> Self {
+        ResponseBudget {
+            remaining: response_max_bytes,
+            min_one: true,
+        }
+    }
+
+    /// The bytes the next partition may return.
+    pub fn partition_limit(&self, partition_max_bytes: usize) -> usize {
+        partition_max_bytes.min(self.remaining)
+    }
+
+    pub fn spend(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.min_one = false;
+        }
+        self.remaining = self.remaining.saturating_sub(bytes);
+    }
+}
+
+/// The leading whole batches of `records` that fit in `limit` bytes (with `min_one`, the first
+/// batch even if it alone is larger), and their size. Every chunk starts at a batch boundary
+/// and holds whole batches, as `PartitionLog::read` returns them.
+pub fn keep_batches(records: Vec<Chunk>, limit: usize, min_one: bool) -> (Vec<Chunk>, usize) {
+    let mut kept = Vec::with_capacity(records.len());
+    let mut total = 0usize;
+    for chunk in records {
+        let data = chunk.as_ref();
+        let mut cut = 0usize;
+        let mut full = true;
+        while cut < data.len() {
+            let size = stored_batch_size(&data[cut..]);
+            let first = min_one && total == 0;
+            if total + size > limit && !first {
+                full = false;
+                break;
+            }
+            cut += size;
+            total += size;
+        }
+        if full {
+            kept.push(chunk);
+            continue;
+        }
+        if let Some(prefix) = chunk.prefix(cut) {
+            kept.push(prefix);
+        }
+        break;
+    }
+    (kept, total)
+}
+
+/// The size of the stored batch at the start of `data`, from its length field. The data was
+/// checked when it was read; a length that does not fit is taken as the rest of the buffer.
+fn stored_batch_size(data: &[u8]) -> usize {
+    let declared = data
+        .get(8..batch::LOG_OVERHEAD_BYTES)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_be_bytes)
+        .and_then(|length| usize::try_from(length).ok())
+        .map(|length| length + batch::LOG_OVERHEAD_BYTES);
+    match declared {
+        Some(size) if size > batch::LOG_OVERHEAD_BYTES && size <= data.len() => size,
+        _ => data.len(),
+    }
 }
 
 /// Waits until one of the partitions has data at or past its offset, or `timeout` passes.
@@ -730,4 +827,89 @@ fn create_topic(
     let outcome = ControlOutcome::ok(&record);
     table.topics.push(record);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A stored batch of `size` bytes as far as its length field goes.
+    fn batch_of(size: usize) -> Vec<u8> {
+        let mut data = vec![0u8; size];
+        data[8..12].copy_from_slice(&((size - batch::LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
+        data
+    }
+
+    /// One chunk holding batches of `sizes`, as a disk read returns them.
+    fn chunk(sizes: &[usize]) -> Chunk {
+        Chunk::Memory(Bytes::from(
+            sizes.iter().flat_map(|&s| batch_of(s)).collect::<Vec<u8>>(),
+        ))
+    }
+
+    fn sizes(chunks: &[Chunk]) -> Vec<usize> {
+        chunks.iter().map(|c| c.as_ref().len()).collect()
+    }
+
+    #[test]
+    fn keep_batches_cuts_at_whole_batches_inside_a_chunk() {
+        let (kept, bytes) = keep_batches(vec![chunk(&[100, 100, 100])], 250, false);
+        assert_eq!((sizes(&kept), bytes), (vec![200], 200));
+        let (kept, bytes) = keep_batches(
+            vec![chunk(&[100]), chunk(&[100]), chunk(&[100])],
+            250,
+            false,
+        );
+        assert_eq!((sizes(&kept), bytes), (vec![100, 100], 200));
+        let (kept, bytes) = keep_batches(vec![chunk(&[100, 100])], 1_000, false);
+        assert_eq!((sizes(&kept), bytes), (vec![200], 200));
+    }
+
+    #[test]
+    fn only_the_first_partition_with_data_may_exceed_the_limit() {
+        let (kept, bytes) = keep_batches(vec![chunk(&[500, 100])], 100, true);
+        assert_eq!(
+            (sizes(&kept), bytes),
+            (vec![500], 500),
+            "first batch whole, no more"
+        );
+        let (kept, bytes) = keep_batches(vec![chunk(&[500, 100])], 100, false);
+        assert_eq!((kept.len(), bytes), (0, 0));
+        let (kept, bytes) = keep_batches(vec![chunk(&[500])], 0, true);
+        assert_eq!((sizes(&kept), bytes), (vec![500], 500));
+    }
+
+    #[test]
+    fn the_response_budget_lets_one_first_batch_through_then_holds() {
+        let mut budget = ResponseBudget::new(1_000);
+        assert_eq!(budget.partition_limit(5_000), 1_000);
+        let (_, bytes) = keep_batches(
+            vec![chunk(&[900])],
+            budget.partition_limit(5_000),
+            budget.min_one,
+        );
+        budget.spend(bytes);
+        assert!(!budget.min_one);
+        assert_eq!(budget.partition_limit(5_000), 100);
+        let (kept, bytes) = keep_batches(
+            vec![chunk(&[900])],
+            budget.partition_limit(5_000),
+            budget.min_one,
+        );
+        assert_eq!((kept.len(), bytes), (0, 0));
+        // An empty partition before the first with data does not spend the exception.
+        let mut budget = ResponseBudget::new(10);
+        budget.spend(0);
+        assert!(budget.min_one);
+    }
+
+    #[test]
+    fn a_length_field_that_does_not_fit_takes_the_rest_of_the_chunk() {
+        let mut data = batch_of(100);
+        data[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        let (kept, bytes) = keep_batches(vec![Chunk::Memory(Bytes::from(data))], 10, true);
+        assert_eq!((sizes(&kept), bytes), (vec![100], 100));
+    }
 }

@@ -7,12 +7,13 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::StreamExt;
 
+use super::fetch_session::FetchSessionCache;
 use super::group;
 use super::metadata::{self, Image, SharedImage};
 use super::metrics::{self, ShardMetrics, ShardSnapshot};
@@ -25,6 +26,15 @@ use crate::storage::{PartitionLog, ShardStorage};
 /// Logs a shard opens (recovers) or closes concurrently.
 const LOGS_OPENED_AT_ONCE: usize = 32;
 
+/// A seed for a shard's fetch-session ids: different on every start and every shard, so a
+/// client that kept an id from a broker's earlier run does not find a stranger's session.
+fn session_id_seed(shard: ShardId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ ((shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ u64::from(std::process::id())
+}
+
 /// A partition of a topic, by name.
 pub type TopicPartition = (String, i32);
 
@@ -32,7 +42,11 @@ pub type TopicPartition = (String, i32);
 /// the request buffer, not copies.
 pub enum ShardRequest {
     Produce(ops::ProduceBatch),
-    Fetch(Vec<ops::FetchItem>),
+    /// Reads in item order within a response's `max_bytes` (`ops::fetch_local`).
+    Fetch {
+        items: Vec<ops::FetchItem>,
+        response_max_bytes: usize,
+    },
     WaitForData {
         items: Vec<(TopicPartition, i64)>,
         timeout: Duration,
@@ -95,6 +109,10 @@ pub struct Shard {
     pub coordinator: group::Coordinator,
     /// What this shard counts for the metrics endpoint (storage counts its own part).
     pub metrics: ShardMetrics,
+    /// The fetch sessions of this shard's connections.
+    pub fetch_sessions: RefCell<FetchSessionCache>,
+    /// Where this shard's monotonic milliseconds (`now_ms_monotonic`) start.
+    started: Instant,
 }
 
 impl Shard {
@@ -106,7 +124,6 @@ impl Shard {
         Rc::new(Shard {
             id,
             count,
-            config,
             mesh: OnceCell::new(),
             image: RefCell::new(Arc::new(Image::default())),
             logs: RefCell::new(HashMap::new()),
@@ -121,7 +138,21 @@ impl Shard {
             producer_ids: metadata::ProducerIds::default(),
             coordinator: group::Coordinator::default(),
             metrics: ShardMetrics::default(),
+            fetch_sessions: RefCell::new(FetchSessionCache::new(
+                config.fetch_session_slots_per_shard(),
+                config.fetch_session_eviction_ms,
+                id as u32,
+                count as u32,
+                session_id_seed(id),
+            )),
+            started: Instant::now(),
+            config,
         })
+    }
+
+    /// Milliseconds since this shard started, never going back (fetch-session ages).
+    pub fn monotonic_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     pub fn mesh(&self) -> &Mesh<ShardRequest, ShardReply> {
@@ -168,8 +199,11 @@ impl Shard {
                 let pending = ops::produce_local(&self, batch);
                 Box::pin(async move { ShardReply::Produce(pending.await) })
             }
-            ShardRequest::Fetch(items) => Box::pin(async move {
-                let results = ops::fetch_local(&self, items).await;
+            ShardRequest::Fetch {
+                items,
+                response_max_bytes,
+            } => Box::pin(async move {
+                let results = ops::fetch_local(&self, items, response_max_bytes).await;
                 ShardReply::Fetch(
                     results
                         .into_iter()

@@ -39,6 +39,8 @@ pub mod error_code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const TOPIC_DELETION_DISABLED: i16 = 73;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+    pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;

@@ -74,6 +74,17 @@ impl AsRef<[u8]> for Chunk {
 }
 
 impl Chunk {
+    /// The first `len` bytes, sharing the buffer; `None` for an empty or too long prefix.
+    pub fn prefix(&self, len: usize) -> Option<Chunk> {
+        if len == 0 || len > self.as_ref().len() {
+            return None;
+        }
+        match self {
+            Chunk::Memory(b) => Some(Chunk::Memory(b.slice(..len))),
+            Chunk::Disk(r) => ReadResult::slice(r, 0, len).map(Chunk::Disk),
+        }
+    }
+
     /// A sendable form, for crossing shards; a disk buffer is copied once here.
     pub fn into_bytes(self) -> Bytes {
         match self {
