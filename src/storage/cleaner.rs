@@ -3,7 +3,8 @@
 //! A pass over one log:
 //! 1. The cleanable range is the sealed, fully written segments up to the first one holding a
 //!    record younger than `min.compaction.lag.ms`. It is cleaned only if its dirty part (the
-//!    bytes past the last pass's checkpoint) is at least `min.cleanable.dirty.ratio` of it.
+//!    bytes past the last pass's checkpoint) is at least `min.cleanable.dirty.ratio` of it, or
+//!    its oldest dirty record is older than `max.compaction.lag.ms`.
 //! 2. A map of key → offset of its latest record is built over that range.
 //! 3. Consecutive segments are grouped up to `segment.bytes` and each group is rewritten into one
 //!    new segment with the records the map points at; tombstones older than
@@ -289,18 +290,26 @@ impl PartitionLog {
         now_ms: i64,
         stop: StopAt,
     ) -> Result<Option<CleanStats>, LogError> {
-        let (config, sources, cleaned_through, tombstones_due) = {
+        let (config, sources, cleaned_through, tombstones_due, overdue) = {
             let state = self.state.borrow();
             if !state.config.cleanup_policy.compact || state.failed.is_some() {
                 return Ok(None);
             }
             let lag_limit = now_ms.saturating_sub(state.config.min_compaction_lag_ms);
             let mut sources = Vec::new();
+            // `max.compaction.lag.ms`: the first batch of a dirty segment (Kafka looks at the
+            // oldest) has waited too long, so a pass is due whatever the dirty ratio.
+            let mut overdue = false;
             for s in state.segments.iter().take(state.segments.len() - 1) {
                 let Some(file) = s.file.clone() else { break };
                 if !s.finalized || s.max_timestamp > lag_limit {
                     break;
                 }
+                overdue |= s.last_offset >= state.cleaned_through
+                    && s.time_index.first().is_some_and(|(first, _)| {
+                        first >= 0
+                            && now_ms.saturating_sub(first) > state.config.max_compaction_lag_ms
+                    });
                 sources.push(Source {
                     base: s.base_offset,
                     last: s.last_offset,
@@ -314,6 +323,7 @@ impl PartitionLog {
                 sources,
                 state.cleaned_through,
                 tombstones_due,
+                overdue,
             )
         };
         let total: u64 = sources.iter().map(|s| s.size).sum();
@@ -324,7 +334,7 @@ impl PartitionLog {
             .sum();
         let dirty_enough =
             dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
-        if total == 0 || !(dirty_enough || tombstones_due) {
+        if total == 0 || !(dirty_enough || tombstones_due || overdue) {
             return Ok(None);
         }
         let throttle = &mut Throttle::new(self.storage.cleaner_io_bytes_per_second.get());
