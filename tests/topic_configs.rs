@@ -365,11 +365,7 @@ fn unknown_keys_and_bad_values_are_invalid_config_naming_them() {
 type Consumed = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
 
 /// Reads `count` messages of partition 0 from the start.
-fn consume_all(
-    bootstrap: &str,
-    topic: &str,
-    count: usize,
-) -> Vec<Consumed> {
+fn consume_all(bootstrap: &str, topic: &str, count: usize) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "unused-assign-only")
