@@ -61,7 +61,7 @@ fn rewrite(c: &mut Criterion) {
                     count: KEYS as i32,
                     max_timestamp,
                 };
-                records::rebuild(&bytes, &header, kept).expect("rebuild")
+                records::rebuild(&bytes, &header, kept, 9).expect("rebuild")
             })
         });
         group.bench_function("baseline: decode, filter, encode (kafka-protocol)", |b| {

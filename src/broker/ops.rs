@@ -12,9 +12,10 @@ use bytes::BytesMut;
 
 use super::metadata::{self, Image, TopicRecord};
 use super::shard::{Shard, TopicPartition};
-use crate::config::TopicConfig;
-use crate::protocol::batch;
+use crate::config::{TimestampType, TopicCompression, TopicConfig};
+use crate::protocol::batch::{self, BatchHeader};
 use crate::protocol::error_code as code;
+use crate::protocol::recompress;
 use crate::runtime;
 use crate::storage::{Chunk, LogError};
 
@@ -116,6 +117,11 @@ pub fn produce_local(
                 } else {
                     Vec::new()
                 };
+                if config.timestamp_type == TimestampType::CreateTime {
+                    let before = config.timestamp_before_window_ms();
+                    let after = config.timestamp_after_window_ms();
+                    batch::check_timestamps(&headers, now, before, after)?;
+                }
                 Ok((headers, keyless))
             });
         let headers = match validated {
@@ -142,6 +148,18 @@ pub fn produce_local(
         };
         let headers = match headers {
             Ok(headers) => headers,
+            Err(e) => {
+                results.push(ProduceResult::refused(
+                    &batch.topic,
+                    partition,
+                    e.kafka_code(),
+                    &e,
+                ));
+                continue;
+            }
+        };
+        let (records, headers) = match stored_form(&config, records, headers) {
+            Ok(stored) => stored,
             Err(e) => {
                 results.push(ProduceResult::refused(
                     &batch.topic,
@@ -213,6 +231,34 @@ pub fn produce_local(
         }
         results
     }
+}
+
+/// The record set as the topic stores it: as produced under `compression.type=producer` (or
+/// when every batch already has the topic's codec), else recompressed into that codec.
+fn stored_form(
+    config: &TopicConfig,
+    records: BytesMut,
+    headers: Vec<BatchHeader>,
+) -> Result<(BytesMut, Vec<BatchHeader>), recompress::RecompressError> {
+    let Some(codec) = config.compression.attribute() else {
+        return Ok((records, headers));
+    };
+    let level = match config.compression {
+        TopicCompression::Gzip => config.compression_gzip_level,
+        TopicCompression::Lz4 => config.compression_lz4_level,
+        TopicCompression::Zstd => config.compression_zstd_level,
+        _ => 0,
+    };
+    let target = recompress::Target { codec, level };
+    if !recompress::needed(&headers, target) {
+        return Ok((records, headers));
+    }
+    recompress::recompress(
+        &records,
+        &headers,
+        target,
+        config.max_message_bytes as usize,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,16 @@ pub enum BatchError {
     MissingKey,
     #[error("a record inside the batch is malformed")]
     BadRecord,
+    #[error(
+        "timestamp {timestamp} is outside the topic's window of {before_ms} ms before and \
+         {after_ms} ms after the broker's time {now_ms}"
+    )]
+    TimestampOutOfRange {
+        timestamp: i64,
+        now_ms: i64,
+        before_ms: i64,
+        after_ms: i64,
+    },
 }
 
 impl BatchError {
@@ -66,6 +76,7 @@ impl BatchError {
         match self {
             BatchError::OldMagic(_) => 43,     // UNSUPPORTED_FOR_MESSAGE_FORMAT
             BatchError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
+            BatchError::TimestampOutOfRange { .. } => 32, // INVALID_TIMESTAMP
             BatchError::BadRecordCount { .. }
             | BatchError::ControlBatch
             | BatchError::Empty
@@ -229,6 +240,33 @@ pub fn validate_record_set(
         headers.push(header);
     }
     Ok(headers)
+}
+
+/// Kafka's CreateTime rule (`message.timestamp.before.max.ms` / `.after.max.ms`): every
+/// record's timestamp lies within `[now - before_ms, now + after_ms]`. The batch's base and
+/// maximum timestamps bound its records (producers write non-negative deltas), so those two
+/// are checked rather than each record; `-1` (no timestamp) is not checked, as in Kafka.
+pub fn check_timestamps(
+    headers: &[BatchHeader],
+    now_ms: i64,
+    before_ms: i64,
+    after_ms: i64,
+) -> Result<(), BatchError> {
+    let earliest = now_ms.saturating_sub(before_ms);
+    let latest = now_ms.saturating_add(after_ms);
+    for header in headers {
+        for timestamp in [header.base_timestamp, header.max_timestamp] {
+            if timestamp != -1 && (timestamp < earliest || timestamp > latest) {
+                return Err(BatchError::TimestampOutOfRange {
+                    timestamp,
+                    now_ms,
+                    before_ms,
+                    after_ms,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Kafka's rule for compacted topics: every record has a key. Returns the index (counted from

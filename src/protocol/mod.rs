@@ -10,6 +10,7 @@ pub mod builder;
 pub mod fetch;
 pub mod frame;
 pub mod produce;
+pub mod recompress;
 pub mod records;
 pub mod wire;
 
@@ -37,6 +38,7 @@ pub mod error_code {
     pub const INVALID_REQUEST: i16 = 42;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const TOPIC_DELETION_DISABLED: i16 = 73;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;

@@ -10,16 +10,13 @@
 //! and by the client's consumer (the records of a compressed batch).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+
+use super::recompress;
 
 use super::batch::{
     self, BatchError, BatchHeader, ATTRIBUTE_COMPRESSION_MASK, HEADER_BYTES, LOG_OVERHEAD_BYTES,
     OFFSET_ATTRIBUTES, OFFSET_CRC, OFFSET_LENGTH, OFFSET_MAX_TIMESTAMP, OFFSET_RECORD_COUNT,
 };
-
-/// A decompressed record section larger than this is refused: a stored batch is at most
-/// `max.message.bytes` compressed, and no codec we accept expands a real batch this much.
-pub const SECTION_BYTES_MAX: usize = 1 << 30;
 
 /// The record section of `batch` (one whole batch, `header` its parsed header): a view of the
 /// stored bytes when it is uncompressed, else a new buffer with the decompressed records.
@@ -35,48 +32,34 @@ pub fn section(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, BatchError>
 }
 
 /// Decompresses a record section written with Kafka codec `codec` (1 gzip, 2 snappy in
-/// Kafka's xerial framing or raw, 3 lz4 frame, 4 zstd).
-pub fn decompress(codec: i16, mut compressed: Bytes) -> Result<Bytes, BatchError> {
-    fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {
-        Ok(std::mem::take(buf))
+/// Kafka's xerial framing or raw, 3 lz4 frame, 4 zstd), at most
+/// `recompress::DECOMPRESSED_BYTES_MAX` of it.
+pub fn decompress(codec: i16, compressed: Bytes) -> Result<Bytes, BatchError> {
+    if !(1..=4).contains(&codec) {
+        return Err(BatchError::BadCompression(codec));
     }
-    let out = match codec {
-        1 => <Gzip as Decompressor<Bytes>>::decompress(&mut compressed, take),
-        2 => <Snappy as Decompressor<Bytes>>::decompress(&mut compressed, take),
-        3 => <Lz4 as Decompressor<Bytes>>::decompress(&mut compressed, take),
-        4 => <Zstd as Decompressor<Bytes>>::decompress(&mut compressed, take),
-        other => return Err(BatchError::BadCompression(other)),
-    }
-    .map_err(|_| BatchError::BadRecord)?;
-    if out.len() > SECTION_BYTES_MAX {
-        return Err(BatchError::BadRecord);
-    }
-    Ok(out)
+    recompress::decompress(codec, &compressed)
+        .map(Bytes::from)
+        .map_err(|_| BatchError::BadRecord)
 }
 
 /// Appends a record section, given as the concatenation of `parts`, to `out`, compressed
-/// with Kafka codec `codec`.
-pub fn compress(codec: i16, parts: &[&[u8]], out: &mut BytesMut) -> Result<(), BatchError> {
-    let copy = |tmp: &mut BytesMut| {
+/// with Kafka codec `codec` at `level` (the codec's, as `compression.*.level` gives it).
+pub fn compress(
+    codec: i16,
+    level: i32,
+    parts: &[&[u8]],
+    out: &mut BytesMut,
+) -> Result<(), BatchError> {
+    if codec == 0 {
         for part in parts {
-            tmp.put_slice(part);
+            out.put_slice(part);
         }
-        Ok(())
-    };
-    match codec {
-        0 => {
-            for part in parts {
-                out.put_slice(part);
-            }
-            Ok(())
-        }
-        1 => <Gzip as Compressor<BytesMut>>::compress(out, copy),
-        2 => <Snappy as Compressor<BytesMut>>::compress(out, copy),
-        3 => <Lz4 as Compressor<BytesMut>>::compress(out, copy),
-        4 => <Zstd as Compressor<BytesMut>>::compress(out, copy),
-        other => return Err(BatchError::BadCompression(other)),
+        return Ok(());
     }
-    .map_err(|_| BatchError::BadRecord)
+    let raw = parts.concat();
+    recompress::compress(recompress::Target { codec, level }, &raw, out)
+        .map_err(|_| BatchError::BadRecord)
 }
 
 /// What a rebuilt batch holds: `count` records whose encodings, concatenated, are `records`,
@@ -98,6 +81,7 @@ pub fn rebuild(
     original_bytes: &[u8],
     original: &BatchHeader,
     kept: Kept<'_>,
+    level: i32,
 ) -> Result<Bytes, BatchError> {
     if original_bytes.len() < HEADER_BYTES {
         return Err(BatchError::Truncated(original_bytes.len()));
@@ -123,6 +107,7 @@ pub fn rebuild(
     out[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&kept.count.to_be_bytes());
     compress(
         attributes & ATTRIBUTE_COMPRESSION_MASK,
+        level,
         kept.records,
         &mut out,
     )?;
@@ -272,7 +257,7 @@ mod tests {
                 count,
                 max_timestamp,
             };
-            let rebuilt = rebuild(&bytes, &header, kept).unwrap();
+            let rebuilt = rebuild(&bytes, &header, kept, 3).unwrap();
             let (new_header, new_seen) = walk(&rebuilt);
             assert_eq!(new_header.base_offset, 5_000);
             assert_eq!(new_header.last_offset(), header.last_offset(), "{codec:?}");
@@ -312,7 +297,7 @@ mod tests {
             count: 0,
             max_timestamp: 0,
         };
-        let rebuilt = rebuild(&bytes, &header, empty).unwrap();
+        let rebuilt = rebuild(&bytes, &header, empty, 3).unwrap();
         let new_header = validate_stored(&rebuilt).unwrap();
         assert_eq!(rebuilt.len(), HEADER_BYTES);
         assert_eq!(new_header.record_count, 0);

@@ -3,7 +3,8 @@
 //! A pass over one log:
 //! 1. The cleanable range is the sealed, fully written segments up to the first one holding a
 //!    record younger than `min.compaction.lag.ms`. It is cleaned only if its dirty part (the
-//!    bytes past the last pass's checkpoint) is at least `min.cleanable.dirty.ratio` of it.
+//!    bytes past the last pass's checkpoint) is at least `min.cleanable.dirty.ratio` of it, or
+//!    its oldest dirty record is older than `max.compaction.lag.ms`.
 //! 2. A map of key → offset of its latest record is built over that range.
 //! 3. Consecutive segments are grouped up to `segment.bytes` and each group is rewritten into one
 //!    new segment with the records the map points at; tombstones older than
@@ -117,6 +118,20 @@ struct PassInputs<'a> {
     producers_last: AHashMap<i64, Offset>,
     now_ms: i64,
     delete_retention_ms: i64,
+    /// `compression.gzip.level`, `.lz4.level`, `.zstd.level`: how a rebuilt batch is compressed
+    /// again in its own codec.
+    levels: [i32; 3],
+}
+
+impl PassInputs<'_> {
+    fn level(&self, codec: i16) -> i32 {
+        match codec {
+            1 => self.levels[0],
+            3 => self.levels[1],
+            4 => self.levels[2],
+            _ => 0,
+        }
+    }
 }
 
 struct Source {
@@ -397,18 +412,26 @@ impl PartitionLog {
         now_ms: i64,
         stop: StopAt,
     ) -> Result<Option<CleanStats>, CleanError> {
-        let (config, sources, cleaned_through, tombstones_due, producers_last) = {
+        let (config, sources, cleaned_through, tombstones_due, producers_last, overdue) = {
             let state = self.state.borrow();
             if !state.config.cleanup_policy.compact || state.failed.is_some() {
                 return Ok(None);
             }
             let lag_limit = now_ms.saturating_sub(state.config.min_compaction_lag_ms);
             let mut sources = Vec::new();
+            // `max.compaction.lag.ms`: the first batch of a dirty segment (Kafka looks at the
+            // oldest) has waited too long, so a pass is due whatever the dirty ratio.
+            let mut overdue = false;
             for s in state.segments.iter().take(state.segments.len() - 1) {
                 let Some(file) = s.file.clone() else { break };
                 if !s.finalized || s.max_timestamp > lag_limit {
                     break;
                 }
+                overdue |= s.last_offset >= state.cleaned_through
+                    && s.time_index.first().is_some_and(|(first, _)| {
+                        first >= 0
+                            && now_ms.saturating_sub(first) > state.config.max_compaction_lag_ms
+                    });
                 sources.push(Source {
                     base: s.base_offset,
                     last: s.last_offset,
@@ -423,6 +446,7 @@ impl PartitionLog {
                 state.cleaned_through,
                 tombstones_due,
                 state.producers.last_offsets(),
+                overdue,
             )
         };
         let total: u64 = sources.iter().map(|s| s.size).sum();
@@ -438,7 +462,7 @@ impl PartitionLog {
         };
         let dirty_enough =
             dirty > 0 && dirty as f64 >= config.min_cleanable_dirty_ratio * total as f64;
-        if total == 0 || !(dirty_enough || tombstones_due) {
+        if total == 0 || !(dirty_enough || tombstones_due || overdue) {
             return Ok(None);
         }
         let throttle = &mut Throttle::new(self.storage.cleaner_io_bytes_per_second.get());
@@ -472,6 +496,11 @@ impl PartitionLog {
             producers_last,
             now_ms,
             delete_retention_ms: config.delete_retention_ms,
+            levels: [
+                config.compression_gzip_level,
+                config.compression_lz4_level,
+                config.compression_zstd_level,
+            ],
         };
         let mut stats = CleanStats::default();
         let through = sources.last().map_or(cleaned_through, |s| s.last + 1);
@@ -762,10 +791,13 @@ fn retain(
         count: kept.len() as i32,
         max_timestamp,
     };
-    let out = records::rebuild(&bytes, &header, kept).map_err(|e| CleanError::Rewrite {
-        offset: header.base_offset,
-        error: e,
-    })?;
+    let out =
+        records::rebuild(&bytes, &header, kept, pass.level(header.compression())).map_err(|e| {
+            CleanError::Rewrite {
+                offset: header.base_offset,
+                error: e,
+            }
+        })?;
     let new_header = records::validate_stored(&out).map_err(|e| CleanError::Rewrite {
         offset: header.base_offset,
         error: e,

@@ -110,6 +110,12 @@ impl TimeIndex {
         self.entries.last().copied()
     }
 
+    /// The first entry: the first batch's max timestamp, which is Kafka's "first batch
+    /// timestamp" of a segment.
+    pub fn first(&self) -> Option<(i64, u32)> {
+        self.entries.first().copied()
+    }
+
     /// The relative offset from which to scan for the first batch with a timestamp >= `target`:
     /// every batch before it has a smaller max timestamp.
     pub fn lookup(&self, target: i64) -> u32 {

@@ -272,6 +272,9 @@ struct Segment {
     last_offset: Offset,
     max_timestamp: i64,
     created: Instant,
+    /// Subtracted from the roll time of this segment (`segment.jitter.ms`), chosen at random
+    /// when it became the active segment.
+    roll_jitter_ms: i64,
     sealed: bool,
     /// Sealed, fully written, indexes on disk: may be deleted by retention.
     finalized: bool,
@@ -293,9 +296,40 @@ impl Segment {
             last_offset: base_offset - 1,
             max_timestamp: -1,
             created: Instant::now(),
+            roll_jitter_ms: 0,
             sealed: false,
             finalized: false,
         }
+    }
+
+    /// A new active segment, with its roll jitter drawn from the topic's `segment.jitter.ms`.
+    fn active(dir: &Path, base_offset: Offset, config: &TopicConfig) -> Segment {
+        let mut segment = Segment::new(dir, base_offset);
+        let bound = config.segment_jitter_ms.min(config.roll_ms());
+        if bound > 0 {
+            let random = (uuid::Uuid::new_v4().as_u128() as u64) >> 1;
+            segment.roll_jitter_ms = (random % bound as u64) as i64;
+        }
+        segment
+    }
+
+    /// Whether the active segment must roll before more is appended: it is old enough
+    /// (`segment.ms`, less its jitter), its index is full (`segment.index.bytes` holds that
+    /// many 8-byte offset entries and 12-byte time entries, as in Kafka), or the append would
+    /// take it past `segment.bytes`.
+    fn must_roll(&self, config: &TopicConfig, incoming_bytes: u64) -> bool {
+        const OFFSET_ENTRY_BYTES: usize = 8;
+        const TIME_ENTRY_BYTES: usize = 12;
+        if self.size == 0 {
+            return false;
+        }
+        let index_bytes = config.segment_index_bytes as usize;
+        let index_full = self.index.len() >= index_bytes / OFFSET_ENTRY_BYTES
+            || self.time_index.len() >= index_bytes / TIME_ENTRY_BYTES;
+        let age_ms = self.created.elapsed().as_millis() as i64;
+        self.size + incoming_bytes > config.segment_bytes
+            || age_ms >= config.roll_ms().saturating_sub(self.roll_jitter_ms)
+            || index_full
     }
 
     fn index_path(&self) -> PathBuf {
@@ -659,17 +693,18 @@ impl PartitionLog {
         }
         let total = records.len() as u64;
         let roll = {
-            let config = state.config.clone();
-            let active = state.active();
-            active.size > 0
-                && (active.size + total > config.segment_bytes
-                    || active.created.elapsed().as_millis() as i64 >= config.segment_ms)
+            let config = &state.config;
+            let active = state
+                .segments
+                .back()
+                .expect("a log always has an active segment");
+            active.must_roll(config, total)
         };
         if roll {
             let next = state.log_end_offset;
             state.active().sealed = true;
-            let dir = self.dir.clone();
-            state.segments.push_back(Segment::new(&dir, next));
+            let segment = Segment::active(&self.dir, next, &state.config);
+            state.segments.push_back(segment);
         }
         let base_offset = state.log_end_offset;
         let leader_epoch = state.leader_epoch;
@@ -853,6 +888,20 @@ impl PartitionLog {
                 Some(file) => file,
                 None => {
                     let file = file::create(&path).await?;
+                    let preallocate = {
+                        let state = self.state.borrow();
+                        state
+                            .config
+                            .preallocate
+                            .then_some(state.config.segment_bytes)
+                    };
+                    if let Some(bytes) = preallocate {
+                        // Blocks only: the file's size stays what was written, so recovery
+                        // and reads see no difference.
+                        if let Err(e) = file.pre_allocate(bytes, true).await {
+                            tracing::warn!(segment = %path.display(), error = %e, "cannot preallocate");
+                        }
+                    }
                     if let Some(segment) = self.segment_mut(base).as_mut() {
                         segment.file = Some(file.clone());
                     }
@@ -1355,6 +1404,10 @@ impl PartitionLog {
             .iter()
             .filter_map(|s| s.file.as_deref().and_then(runtime::hold_descriptor))
             .collect();
+        // `file.delete.delay.ms`: the files are renamed to `.deleted` at once (recovery
+        // removes such files) and unlinked after the delay, as Kafka does.
+        let delay_ms = self.state.borrow().config.file_delete_delay_ms;
+        let mut retired = Vec::new();
         for segment in &doomed {
             tracing::info!(segment = %segment.path.display(), "retention deleted segment");
             for path in [
@@ -1362,12 +1415,33 @@ impl PartitionLog {
                 segment.index_path(),
                 segment.time_index_path(),
             ] {
-                if let Err(e) = std::fs::remove_file(&path) {
+                let outcome = if delay_ms > 0 {
+                    let mut renamed = path.clone().into_os_string();
+                    renamed.push(".deleted");
+                    let renamed = PathBuf::from(renamed);
+                    let outcome = std::fs::rename(&path, &renamed);
+                    retired.push(renamed);
+                    outcome
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                if let Err(e) = outcome {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
                     }
                 }
             }
+        }
+        if !retired.is_empty() {
+            runtime::spawn(async move {
+                runtime::sleep(std::time::Duration::from_millis(delay_ms as u64)).await;
+                runtime::blocking(move || {
+                    for path in retired {
+                        let _ = std::fs::remove_file(path);
+                    }
+                })
+                .await;
+            });
         }
         let deleted = doomed.len();
         drop(doomed);
@@ -1389,13 +1463,13 @@ impl PartitionLog {
     /// Kafka checks it, so idle topics still age out).
     pub fn roll_if_old(self: &Rc<Self>) {
         let mut state = self.state.borrow_mut();
-        let segment_ms = state.config.segment_ms;
         let next = state.log_end_offset;
+        let config = state.config.clone();
         let active = state.active();
-        if active.size > 0 && active.created.elapsed().as_millis() as i64 >= segment_ms {
+        if active.must_roll(&config, 0) {
             active.sealed = true;
-            let dir = self.dir.clone();
-            state.segments.push_back(Segment::new(&dir, next));
+            let segment = Segment::active(&self.dir, next, &config);
+            state.segments.push_back(segment);
             drop(state);
             self.storage.mark_dirty(self);
         }

@@ -953,3 +953,114 @@ fn a_failed_pass_says_what_failed_and_leaves_no_temporary_file() {
         });
     }
 }
+
+#[test]
+fn an_old_dirty_record_forces_a_pass_whatever_the_dirty_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let log = open(&path, compacted(1_000), 1 << 20).await;
+        write_updates(&log, Compression::None).await;
+        log.clean(20_000).await.unwrap().expect("first pass");
+        log.state.borrow_mut().tombstones_due_ms = None;
+        // Half the log is new now, but a ratio of 1 asks for all of it.
+        let mut config = log.config();
+        config.min_cleanable_dirty_ratio = 1.0;
+        log.set_config(config);
+        write_updates(&log, Compression::None).await;
+        assert_eq!(log.clean(40_000).await.unwrap(), None, "ratio not reached");
+        // Records are timestamped 1000..1120: a 60 s lag is exceeded at t=70000 only.
+        let mut config = log.config();
+        config.max_compaction_lag_ms = 60_000;
+        log.set_config(config);
+        assert_eq!(log.clean(40_000).await.unwrap(), None, "not overdue yet");
+        let stats = log.clean(70_000).await.unwrap().expect("overdue");
+        assert!(stats.records_removed > 0);
+    });
+}
+
+#[test]
+fn a_full_index_rolls_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        // Three 8-byte offset entries, one per batch.
+        let config = TopicConfig {
+            segment_index_bytes: 24,
+            index_interval_bytes: 0,
+            ..TopicConfig::default()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 10, 2).await;
+        assert_eq!(log.segment_count(), 4, "3 + 3 + 3 + 1 batches");
+        assert_eq!(read_all(&log).await, (0..20).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn segment_jitter_moves_each_roll_earlier_by_less_than_the_bound() {
+    let config = TopicConfig {
+        segment_ms: 10_000,
+        segment_jitter_ms: 1_000_000,
+        ..TopicConfig::default()
+    };
+    let jitters: Vec<i64> = (0..50)
+        .map(|_| Segment::active(Path::new("/x"), 0, &config).roll_jitter_ms)
+        .collect();
+    assert!(jitters.iter().all(|j| (0..10_000).contains(j)));
+    assert!(jitters.iter().any(|j| *j != jitters[0]), "drawn at random");
+    let none = Segment::active(Path::new("/x"), 0, &TopicConfig::default());
+    assert_eq!(none.roll_jitter_ms, 0);
+}
+
+#[test]
+fn retention_keeps_deleted_segments_for_the_file_delete_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let config = TopicConfig {
+            retention_bytes: 8192,
+            file_delete_delay_ms: 200,
+            ..small_segments()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 40, 5).await;
+        let deleted = log.enforce_retention(0).await.unwrap();
+        assert!(deleted > 0);
+        assert_eq!(files(&path, "log").len(), log.segment_count());
+        assert_eq!(
+            files(&path, "deleted").len(),
+            3 * deleted,
+            "log and both indexes"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !files(&path, "deleted").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "still not deleted");
+            crate::runtime::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn preallocate_reserves_the_segment_size_without_changing_the_file_length() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let config = TopicConfig {
+            preallocate: true,
+            segment_bytes: 4 << 20,
+            ..TopicConfig::default()
+        };
+        let log = open(&path, config, 1 << 20).await;
+        append_batches(&log, 1, 5).await;
+        let segment = &files(&path, "log")[0];
+        let metadata = std::fs::metadata(segment).unwrap();
+        assert!(metadata.len() < 1 << 20, "length is what was written");
+        assert!(
+            metadata.blocks() * 512 >= 4 << 20,
+            "{} bytes allocated",
+            metadata.blocks() * 512
+        );
+    });
+}

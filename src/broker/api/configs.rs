@@ -1,4 +1,8 @@
 //! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics (and the broker's defaults).
+//!
+//! DescribeConfigs (v1-4) reports every topic key with its value, source, type (v3+),
+//! documentation (v3+, when asked) and synonyms (when asked): the topic override, the broker
+//! keys that are set, then the default, as Kafka lists them.
 
 use std::rc::Rc;
 
@@ -73,6 +77,24 @@ pub(super) fn describe_configs(
             entry.read_only = config.read_only;
             entry.config_source = config.source.kafka_code();
             entry.is_sensitive = config.sensitive;
+            entry.config_type = config.config_type.kafka_code();
+            if request.include_synonyms {
+                entry.synonyms = config
+                    .synonyms
+                    .iter()
+                    .map(|synonym| {
+                        let mut out =
+                            m::describe_configs_response::DescribeConfigsSynonym::default();
+                        out.name = str_bytes(&synonym.name);
+                        out.value = Some(str_bytes(&synonym.value));
+                        out.source = synonym.source.kafka_code();
+                        out
+                    })
+                    .collect();
+            }
+            if request.include_documentation {
+                entry.documentation = Some(str_bytes(config.documentation));
+            }
             result.configs.push(entry);
         }
         response.results.push(result);

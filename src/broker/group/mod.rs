@@ -465,6 +465,7 @@ async fn join(
             client_id,
             client_host,
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let delay = Duration::from_millis(config.group_initial_rebalance_delay_ms);
         let at = now();
@@ -509,6 +510,9 @@ async fn join(
         response.protocol_name = Some(StrBytes::default());
     }
     response.leader = str_bytes(&outcome.leader);
+    if version >= 9 {
+        response.skip_assignment = outcome.skip_assignment;
+    }
     response.member_id = str_bytes(&outcome.member_id);
     response.members = outcome
         .members

@@ -51,6 +51,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// Filled for the leader only: (member id, instance id, metadata for the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// JoinGroup v9+: a static leader that rejoined a Stable group is told it leads, but must
+    /// not compute a new assignment (the group keeps the current one).
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
@@ -127,6 +130,8 @@ pub struct JoinParams {
     pub client_host: String,
     /// JoinGroup v4+: a new dynamic member first gets its id with MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the answer may carry `skip_assignment`.
+    pub supports_skip_assignment: bool,
 }
 
 pub struct SyncParams {
@@ -382,36 +387,11 @@ impl Group {
         if let Some(instance) = p.instance_id.clone() {
             let new_id = Self::new_member_id(&instance);
             if let Some(old_id) = self.statics.get(&instance).cloned() {
-                // A static member restarted: it takes over its old identity and assignment.
-                let stable = self.state == GroupState::Stable;
-                let was_leader = self.leader.as_deref() == Some(old_id.as_str());
-                let Some(member) = self.member_mut(&old_id) else {
+                if self.member(&old_id).is_none() {
                     self.statics.remove(&instance);
                     return self.join_new(p, now, initial_delay);
-                };
-                if let Some(w) = member.join_waiter.take() {
-                    let _ = w.send(JoinOutcome::error(code::FENCED_INSTANCE_ID, &old_id));
                 }
-                if let Some(w) = member.sync_waiter.take() {
-                    let _ = w.send(SyncOutcome::error(code::FENCED_INSTANCE_ID));
-                }
-                let changed = member.protocols != p.protocols;
-                member.id = new_id.clone();
-                member.protocols = p.protocols;
-                member.session_timeout = p.session_timeout;
-                member.rebalance_timeout = p.rebalance_timeout;
-                member.client_id = p.client_id;
-                member.client_host = p.client_host;
-                member.deadline = now.instant + member.session_timeout;
-                self.statics.insert(instance, new_id.clone());
-                if was_leader {
-                    self.leader = Some(new_id.clone());
-                }
-                if stable && !changed && !was_leader {
-                    self.needs_persist = true;
-                    return Reply::Now(self.join_outcome(&new_id));
-                }
-                return self.park_join(&new_id, now, initial_delay, false);
+                return self.rejoin_static(&instance, &old_id, new_id, p, now, initial_delay);
             }
             self.statics.insert(instance, new_id.clone());
             self.add_member(new_id.clone(), p, now);
@@ -429,6 +409,79 @@ impl Group {
         }
         self.add_member(new_id.clone(), p, now);
         self.park_join(&new_id, now, initial_delay, true)
+    }
+
+    /// A known static member joins with a new member id (it restarted): Kafka's
+    /// `updateStaticMemberAndRebalance`. The old id is fenced; in a Stable group whose selected
+    /// protocol stays the same, the member gets the current generation and keeps its
+    /// assignment, and nobody rebalances. Otherwise the group rebalances.
+    fn rejoin_static(
+        &mut self,
+        instance: &str,
+        old_id: &str,
+        new_id: String,
+        p: JoinParams,
+        now: Now,
+        initial_delay: Duration,
+    ) -> Reply<JoinOutcome> {
+        let leader_before = self.leader.clone().unwrap_or_default();
+        self.replace_static_member(instance, old_id, &new_id);
+        let supports_skip_assignment = p.supports_skip_assignment;
+        let member = self.member_mut(&new_id).expect("replaced above");
+        member.protocols = p.protocols;
+        member.session_timeout = p.session_timeout;
+        member.rebalance_timeout = p.rebalance_timeout;
+        member.client_id = p.client_id;
+        member.client_host = p.client_host;
+        member.deadline = now.instant + member.session_timeout;
+        match self.state {
+            GroupState::Stable if self.select_protocol() == self.protocol => {
+                // The replacement is stored (in the background) so that a reload knows the
+                // new member id.
+                self.needs_persist = true;
+                let mut outcome = self.join_outcome(&new_id);
+                let is_leader = self.leader.as_deref() == Some(new_id.as_str());
+                if supports_skip_assignment {
+                    outcome.skip_assignment = is_leader;
+                } else {
+                    // Before v9 a member that reads itself as leader assigns, and a Stable
+                    // group would not pass that assignment on: so the answer names the leader
+                    // by the old id and carries no members.
+                    outcome.leader = leader_before;
+                    outcome.members.clear();
+                }
+                Reply::Now(outcome)
+            }
+            // The selected protocol would change, or the leader may already have been sent the
+            // old member id for assignment (CompletingRebalance): rebalance. In
+            // PreparingRebalance the member simply joins the rebalance under its new id.
+            _ => self.park_join(&new_id, now, initial_delay, false),
+        }
+    }
+
+    /// Kafka's `GroupMetadata.replaceStaticMember`: the member keeps its place, metadata and
+    /// assignment under `new_id`; a caller waiting under the old id is fenced; leadership
+    /// follows the member.
+    fn replace_static_member(&mut self, instance: &str, old_id: &str, new_id: &str) {
+        let was_leader = self.leader.as_deref() == Some(old_id);
+        if let Some(member) = self.member_mut(old_id) {
+            if let Some(w) = member.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(code::FENCED_INSTANCE_ID, old_id));
+            }
+            if let Some(w) = member.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(code::FENCED_INSTANCE_ID));
+            }
+            member.id = new_id.to_owned();
+        }
+        if let Some(assignments) = self.pending_assignment.as_mut() {
+            if let Some(assignment) = assignments.remove(old_id) {
+                assignments.insert(new_id.to_owned(), assignment);
+            }
+        }
+        self.statics.insert(instance.to_owned(), new_id.to_owned());
+        if was_leader {
+            self.leader = Some(new_id.to_owned());
+        }
     }
 
     fn add_member(&mut self, id: String, p: JoinParams, now: Now) {
@@ -621,6 +674,7 @@ impl Group {
             leader,
             member_id: member_id.to_owned(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -960,6 +1014,7 @@ mod tests {
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
             require_known_member_id: require_id,
+            supports_skip_assignment: false,
         }
     }
 
@@ -1053,5 +1108,169 @@ mod tests {
         assert!(group.tick(later), "b's session expired");
         assert_eq!(group.members.len(), 1);
         assert_eq!(group.state, GroupState::PreparingRebalance);
+    }
+
+    /// A static member preferring `protocol`, and also supporting "roundrobin".
+    fn static_params(member: &str, instance: &str, protocol: &str) -> JoinParams {
+        let mut protocols = vec![(protocol.to_string(), Bytes::from_static(b"m"))];
+        if protocol != "roundrobin" {
+            protocols.push(("roundrobin".into(), Bytes::from_static(b"m")));
+        }
+        JoinParams {
+            instance_id: Some(instance.into()),
+            protocols,
+            ..params(member, true)
+        }
+    }
+
+    fn joined(reply: Reply<JoinOutcome>) -> JoinOutcome {
+        match reply {
+            Reply::Now(outcome) => outcome,
+            Reply::Later(mut rx) => rx.try_recv().unwrap().expect("the join completed at once"),
+        }
+    }
+
+    /// Two static members, "a" (the leader) and "b", Stable with an assignment each.
+    fn stable_static_pair() -> (Group, String, String) {
+        let delay = Duration::ZERO;
+        let mut group = Group::new("g", at(0));
+        let a = joined(group.join(static_params("", "ia", "range"), at(0), delay)).member_id;
+        let Reply::Later(mut b_join) = group.join(static_params("", "ib", "range"), at(0), delay)
+        else {
+            panic!("b waits for a to rejoin");
+        };
+        let a_join = joined(group.join(static_params(&a, "ia", "range"), at(0), delay));
+        let b = b_join.try_recv().unwrap().expect("generation 2").member_id;
+        assert_eq!((a_join.generation, a_join.leader.as_str()), (2, a.as_str()));
+        let sync = |member: &str, instance: &str, assignments: Vec<(String, Bytes)>| SyncParams {
+            member_id: member.into(),
+            instance_id: Some(instance.into()),
+            generation: 2,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        };
+        let SyncStep::Reply(Reply::Later(mut b_sync)) = group.sync(sync(&b, "ib", vec![]), at(0))
+        else {
+            panic!("b waits for the leader's assignment");
+        };
+        let assignments = vec![
+            (a.clone(), Bytes::from_static(b"for-a")),
+            (b.clone(), Bytes::from_static(b"for-b")),
+        ];
+        let SyncStep::Persist { generation, .. } = group.sync(sync(&a, "ia", assignments), at(0))
+        else {
+            panic!("the leader's assignment is written first");
+        };
+        group.finish_sync(generation, true, at(0));
+        assert_eq!(b_sync.try_recv().unwrap().unwrap().assignment, "for-b");
+        assert_eq!(group.state, GroupState::Stable);
+        (group, a, b)
+    }
+
+    #[test]
+    fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
+        let (mut group, a, b) = stable_static_pair();
+        let rejoin = joined(group.join(static_params("", "ib", "range"), at(1), Duration::ZERO));
+        assert_eq!(rejoin.error, code::NONE);
+        assert_ne!(rejoin.member_id, b, "a new member id");
+        assert_eq!(rejoin.generation, 2, "the current generation");
+        assert_eq!(rejoin.leader, a);
+        assert!(rejoin.members.is_empty());
+        assert_eq!(group.state, GroupState::Stable, "no rebalance");
+        assert!(group.needs_persist, "the new member id is stored");
+        // The other member goes on undisturbed.
+        assert_eq!(group.heartbeat(&a, Some("ia"), 2, at(2)), code::NONE);
+        // The rejoined member syncs and gets what it had.
+        let step = group.sync(
+            SyncParams {
+                member_id: rejoin.member_id.clone(),
+                instance_id: Some("ib".into()),
+                generation: 2,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![],
+            },
+            at(2),
+        );
+        let SyncStep::Reply(Reply::Now(synced)) = step else {
+            panic!("a Stable group answers at once");
+        };
+        assert_eq!(
+            (synced.error, &synced.assignment[..]),
+            (code::NONE, &b"for-b"[..])
+        );
+        // The old id is fenced.
+        assert_eq!(
+            group.heartbeat(&b, Some("ib"), 2, at(3)),
+            code::FENCED_INSTANCE_ID
+        );
+        assert_eq!(
+            group.check_commit(&b, Some("ib"), 2, at(3)),
+            Err(code::FENCED_INSTANCE_ID)
+        );
+        assert_eq!(group.leave(&b, Some("ib"), at(3)), code::FENCED_INSTANCE_ID);
+    }
+
+    #[test]
+    fn a_restarted_static_leader_stays_leader_and_skips_the_assignment() {
+        let (mut group, a, _) = stable_static_pair();
+        // Before JoinGroup v9: the answer names the old leader id, so the client does not
+        // assign.
+        let old_client =
+            joined(group.join(static_params("", "ia", "range"), at(1), Duration::ZERO));
+        assert_eq!(old_client.leader, a);
+        assert!(old_client.members.is_empty() && !old_client.skip_assignment);
+        assert_eq!(group.leader.as_deref(), Some(old_client.member_id.as_str()));
+        // v9+: it is told it leads, with the members, and to skip the assignment.
+        let new_client = joined(group.join(
+            JoinParams {
+                supports_skip_assignment: true,
+                ..static_params("", "ia", "range")
+            },
+            at(2),
+            Duration::ZERO,
+        ));
+        assert_eq!(new_client.leader, new_client.member_id);
+        assert!(new_client.skip_assignment);
+        assert_eq!(new_client.members.len(), 2);
+        assert_eq!(new_client.generation, 2);
+        assert_eq!(group.state, GroupState::Stable);
+    }
+
+    #[test]
+    fn a_static_rejoin_that_changes_the_selected_protocol_rebalances() {
+        let (mut group, _, b) = stable_static_pair();
+        // b now supports only "roundrobin": "range" is no longer common to all, so the
+        // selected protocol of the next generation changes.
+        let Reply::Later(_rejoin) =
+            group.join(static_params("", "ib", "roundrobin"), at(1), Duration::ZERO)
+        else {
+            panic!("a rebalance is needed");
+        };
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+        assert_eq!(
+            group.heartbeat(&b, Some("ib"), 2, at(2)),
+            code::FENCED_INSTANCE_ID
+        );
+    }
+
+    #[test]
+    fn a_static_member_that_stays_away_past_its_session_is_removed_and_the_group_rebalances() {
+        let (mut group, a, _) = stable_static_pair();
+        let later = Now {
+            instant: Instant::now() + Duration::from_secs(11),
+            wall_ms: 11_000,
+        };
+        assert_eq!(group.heartbeat(&a, Some("ia"), 2, later), code::NONE);
+        assert!(group.tick(later), "b's session expired");
+        assert_eq!(group.members.len(), 1);
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+        // Its instance id is free again: a join under it is a new member.
+        let Reply::Later(_) = group.join(static_params("", "ib", "range"), later, Duration::ZERO)
+        else {
+            panic!("joins the rebalance");
+        };
+        assert_eq!(group.members.len(), 2);
     }
 }

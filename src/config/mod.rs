@@ -1,0 +1,54 @@
+//! Broker configuration read from Kafka-style `server.properties`, and the topic-level
+//! settings that CreateTopics, DescribeConfigs and AlterConfigs work with.
+//!
+//! Key names, defaults and validation follow Kafka so that an existing `server.properties`
+//! and existing admin tooling keep working.
+//!
+//! - `broker.rs`: the broker keys, `BrokerConfig`, listeners, unknown-key reporting.
+//! - `topic.rs`: every topic key of Kafka 3.x, `TopicConfig`, what DescribeConfigs reports.
+//! - `parse.rs`: the properties file syntax and `--override` arguments.
+//! - `validate.rs`: the value checks both kinds of key share.
+//!
+//! Pure: no I/O except `BrokerConfig::load` reading the file it is given.
+
+mod broker;
+mod parse;
+mod topic;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use broker::{BrokerConfig, Listener, UnknownKey, DEFAULT_PORT, IGNORED_KAFKA_KEYS};
+pub use parse::parse_override;
+pub use topic::{
+    CleanupPolicy, ConfigSource, ConfigSynonym, ConfigType, DescribedConfig, TimestampType,
+    TopicCompression, TopicConfig,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("line {line}: cannot parse {text:?}: expected key=value")]
+    Syntax { line: usize, text: String },
+    #[error("invalid value {value:?} for {key}: expected {expected}")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
+}
+
+fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
