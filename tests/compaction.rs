@@ -80,37 +80,10 @@ fn send(producer: &FutureProducer, topic: &str, records: &[(String, Option<Strin
 
 /// Every record of partition 0, in order: (offset, key, value).
 fn read_all(bootstrap: &str, topic: &str) -> Vec<(i64, String, Option<String>)> {
-    let consumer = assigned_consumer(bootstrap, topic, &[0]);
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut position = 0;
-    while position < high {
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic} stalled at {position}"
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.expect("consume");
-            let key = String::from_utf8(message.key().unwrap_or_default().to_vec()).unwrap();
-            let value = message
-                .payload()
-                .map(|v| String::from_utf8(v.to_vec()).unwrap());
-            position = message.offset() + 1;
-            out.push((message.offset(), key, value));
-        }
-        // Compaction may have removed the records at the end of the log.
-        if let Ok(positions) = consumer.position() {
-            if let Some(rdkafka::Offset::Offset(at)) =
-                positions.elements().first().map(|e| e.offset())
-            {
-                position = position.max(at);
-            }
-        }
-    }
-    out
+    read_all_with_headers(bootstrap, topic)
+        .into_iter()
+        .map(|(offset, key, value, _)| (offset, key, value))
+        .collect()
 }
 
 fn updates(round: usize) -> Vec<(String, Option<String>)> {

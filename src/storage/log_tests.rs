@@ -446,8 +446,6 @@ fn a_clean_close_is_marked_and_the_marker_is_gone_once_the_log_is_open() {
 // ---------------------------------------------------------------------------------------------
 // Compaction
 
-use kafka_protocol::records::RecordBatchDecoder;
-
 type KeyedRecord = (String, Option<String>);
 
 fn keyed_batch(records: &[KeyedRecord], timestamp: i64, compression: Compression) -> Vec<u8> {
@@ -521,30 +519,11 @@ async fn seal_active(log: &Rc<PartitionLog>) {
 
 /// Every record from the start: (offset, key, value).
 async fn read_records(log: &PartitionLog) -> Vec<(Offset, String, Option<String>)> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    while next < log.high_watermark() {
-        let read = log.read(next, 1 << 20, None).await.unwrap();
-        if read.chunks.is_empty() {
-            break;
-        }
-        for chunk in &read.chunks {
-            let mut data = Bytes::copy_from_slice(chunk.as_ref());
-            while !data.is_empty() {
-                let header = batch::parse_checked(&data).unwrap();
-                let mut one = data.split_to(header.size);
-                for r in RecordBatchDecoder::decode(&mut one).unwrap().records {
-                    if r.offset >= next {
-                        let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-                        let value = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
-                        out.push((r.offset, key, value));
-                    }
-                }
-                next = header.last_offset() + 1;
-            }
-        }
-    }
-    out
+    read_full_records(log)
+        .await
+        .into_iter()
+        .map(|(offset, key, value, _)| (offset, key, value))
+        .collect()
 }
 
 fn check_compacted(
