@@ -87,7 +87,8 @@ impl ConfigTable {
     pub fn set_group(&mut self, id: &str, configs: BTreeMap<String, String>) {
         self.groups.retain(|(group, _)| group != id);
         if !configs.is_empty() {
-            self.groups.push((id.to_owned(), configs.into_iter().collect()));
+            self.groups
+                .push((id.to_owned(), configs.into_iter().collect()));
             self.groups.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
@@ -402,7 +403,10 @@ mod tests {
         configs.set_broker_default([("log.retention.ms".into(), "1000".into())].into());
         configs.set_broker(0, [("background.threads".into(), "9".into())].into());
         configs.set_broker(7, [("background.threads".into(), "3".into())].into());
-        configs.set_group("g", [("consumer.session.timeout.ms".into(), "50000".into())].into());
+        configs.set_group(
+            "g",
+            [("consumer.session.timeout.ms".into(), "50000".into())].into(),
+        );
         store_configs(dir.path(), &configs).unwrap();
         let loaded = load_configs(dir.path()).unwrap();
         assert_eq!(loaded, configs);

@@ -1129,8 +1129,12 @@ mod tests {
         .unwrap();
         assert_eq!(set["background.threads"], "9");
         assert_eq!(set["log.cleanup.policy"], "delete,compact");
-        let again = apply_change(set.clone(), ops(&[("log.cleanup.policy", 2, Some("compact"))]), base)
-            .unwrap();
+        let again = apply_change(
+            set.clone(),
+            ops(&[("log.cleanup.policy", 2, Some("compact"))]),
+            base,
+        )
+        .unwrap();
         assert_eq!(again["log.cleanup.policy"], "delete,compact");
         let removed = apply_change(
             set,
@@ -1145,9 +1149,14 @@ mod tests {
         assert_eq!(removed["log.cleanup.policy"], "delete");
 
         let refused = |list: &[(&str, i8, Option<&str>)]| {
-            apply_change(BTreeMap::new(), ops(list), base).unwrap_err().0
+            apply_change(BTreeMap::new(), ops(list), base)
+                .unwrap_err()
+                .0
         };
-        assert_eq!(refused(&[("background.threads", 2, Some("1"))]), code::INVALID_CONFIG);
+        assert_eq!(
+            refused(&[("background.threads", 2, Some("1"))]),
+            code::INVALID_CONFIG
+        );
         assert_eq!(
             refused(&[("a", 0, Some("1")), ("a", 1, None)]),
             code::INVALID_CONFIG

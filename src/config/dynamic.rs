@@ -107,7 +107,8 @@ const INT_MAX: i128 = i32::MAX as i128;
 const LONG_MAX: i128 = i64::MAX as i128;
 
 /// The broker keys other than the topic defaults (those come from `TopicField`), sorted.
-/// `broker_keys_are_complete` checks that every key `BrokerConfig` reads is here.
+/// `every_key_the_broker_reads_is_described` checks that every key `BrokerConfig` reads is here.
+#[rustfmt::skip]
 const BROKER_KEYS: &[BrokerKey] = &[
     key("advertised.listeners", Str, ReadOnly, Resolved, None, "the addresses clients are told to connect to; the listeners by default"),
     key("auto.create.topics.enable", Bool, ReadOnly, Resolved, Some("true"), "create a topic when Metadata asks for one that does not exist"),
@@ -386,7 +387,11 @@ impl BrokerConfig {
 
     /// Synonyms of broker keys in Kafka's order: every layer in turn (per broker, cluster
     /// default, static, default), each in synonym order.
-    pub(super) fn synonyms_of(&self, keys: &[&'static str], default: Option<(&str, String)>) -> Vec<ConfigSynonym> {
+    pub(super) fn synonyms_of(
+        &self,
+        keys: &[&'static str],
+        default: Option<(&str, String)>,
+    ) -> Vec<ConfigSynonym> {
         let mut synonyms = Vec::new();
         let layers = [
             (&self.dynamic_broker, ConfigSource::DynamicBroker),
@@ -425,13 +430,10 @@ impl BrokerConfig {
                     Some((value, source)) => (Some(value.to_string()), source),
                     None => (info.default.clone(), ConfigSource::Default),
                 };
-                let default = info
-                    .synonyms
-                    .iter()
-                    .find_map(|key| {
-                        let synonym = broker_key(key)?;
-                        Some((*key, synonym.default?))
-                    });
+                let default = info.synonyms.iter().find_map(|key| {
+                    let synonym = broker_key(key)?;
+                    Some((*key, synonym.default?))
+                });
                 let mut synonyms = self.synonyms_of(&info.synonyms, default);
                 // As Kafka's `configSynonyms`: the list starts at the described key itself.
                 if let Some(first) = synonyms.iter().position(|s| s.name == info.name) {
@@ -656,9 +658,19 @@ mod tests {
             check_broker_configs(&map(pairs), per_broker).map_err(|e| (e.kafka_code(), e))
         };
         check(&[("sasl.kerberos.min.time.before.relogin", "58000")], true).unwrap();
-        check(&[("background.threads", "9"), ("log.cleanup.policy", "delete,compact")], true)
-            .unwrap();
-        check(&[("log.retention.ms", "1000"), ("message.max.bytes", "2000")], false).unwrap();
+        check(
+            &[
+                ("background.threads", "9"),
+                ("log.cleanup.policy", "delete,compact"),
+            ],
+            true,
+        )
+        .unwrap();
+        check(
+            &[("log.retention.ms", "1000"), ("message.max.bytes", "2000")],
+            false,
+        )
+        .unwrap();
 
         let (code, error) = check(&[("log.dirs", "/x"), ("num.shards", "3")], true).unwrap_err();
         assert_eq!(code, 42);
@@ -667,9 +679,15 @@ mod tests {
             "Cannot update these configs dynamically: log.dirs, num.shards"
         );
         let (code, _) = check(&[("zookeeper.connect", "x")], true).unwrap_err();
-        assert_eq!(code, 42, "a Kafka key this broker ignores is still read-only");
+        assert_eq!(
+            code, 42,
+            "a Kafka key this broker ignores is still read-only"
+        );
         let (code, error) = check(&[("no.such.key", "1")], true).unwrap_err();
-        assert_eq!((code, error.to_string().contains("no.such.key")), (40, true));
+        assert_eq!(
+            (code, error.to_string().contains("no.such.key")),
+            (40, true)
+        );
         let (code, error) =
             check(&[("sasl.kerberos.min.time.before.relogin", "1")], false).unwrap_err();
         assert_eq!(code, 42);
@@ -686,7 +704,10 @@ mod tests {
             BrokerConfig::from_properties("log.retention.hours=24\nbroker.id=3\n", &[]).unwrap();
         let effective = static_config
             .with_dynamic(
-                &map(&[("log.retention.minutes", "10"), ("log.cleaner.backoff.ms", "50")]),
+                &map(&[
+                    ("log.retention.minutes", "10"),
+                    ("log.cleaner.backoff.ms", "50"),
+                ]),
                 &map(&[("log.retention.ms", "1000"), ("background.threads", "9")]),
             )
             .unwrap();
@@ -725,7 +746,11 @@ mod tests {
             synonyms,
             [
                 ("log.retention.ms", "1000", ConfigSource::DynamicBroker),
-                ("log.retention.minutes", "10", ConfigSource::DynamicDefaultBroker),
+                (
+                    "log.retention.minutes",
+                    "10",
+                    ConfigSource::DynamicDefaultBroker
+                ),
                 ("log.retention.hours", "24", ConfigSource::StaticBroker),
                 ("log.retention.hours", "168", ConfigSource::Default),
             ]

@@ -26,8 +26,8 @@ use std::path::PathBuf;
 
 pub use broker::{BrokerConfig, Listener, UnknownKey, DEFAULT_PORT, IGNORED_KAFKA_KEYS};
 pub use dynamic::{
-    broker_key, check_broker_configs, BrokerKeyInfo, DynamicConfigError, DynamicLevel,
-    GroupConfig, CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, GROUP_KEYS,
+    broker_key, check_broker_configs, BrokerKeyInfo, DynamicConfigError, DynamicLevel, GroupConfig,
+    CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, GROUP_KEYS,
 };
 pub use parse::parse_override;
 pub use topic::{

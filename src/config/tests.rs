@@ -668,10 +668,22 @@ fn describe_sources_and_values() {
     assert_eq!(cleanup.source, ConfigSource::Default);
     assert_eq!(cleanup.source.kafka_code(), 5);
 
-    assert_eq!(find("flush.messages").value.as_deref(), Some("9223372036854775807"));
-    assert_eq!(find("flush.ms").value.as_deref(), Some("9223372036854775807"));
-    assert_eq!(find("message.timestamp.type").value.as_deref(), Some("CreateTime"));
-    assert_eq!(find("min.cleanable.dirty.ratio").value.as_deref(), Some("0.5"));
+    assert_eq!(
+        find("flush.messages").value.as_deref(),
+        Some("9223372036854775807")
+    );
+    assert_eq!(
+        find("flush.ms").value.as_deref(),
+        Some("9223372036854775807")
+    );
+    assert_eq!(
+        find("message.timestamp.type").value.as_deref(),
+        Some("CreateTime")
+    );
+    assert_eq!(
+        find("min.cleanable.dirty.ratio").value.as_deref(),
+        Some("0.5")
+    );
     assert_eq!(find("retention.bytes").value.as_deref(), Some("-1"));
     assert!(described
         .iter()

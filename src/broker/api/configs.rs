@@ -42,8 +42,7 @@ pub(super) fn describe_configs(
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let name = resource.resource_name.as_str();
-        let described: Result<Vec<DescribedConfig>, (i16, String)> = match resource.resource_type
-        {
+        let described: Result<Vec<DescribedConfig>, (i16, String)> = match resource.resource_type {
             RESOURCE_TOPIC => match image.topic(name) {
                 Some(topic) => Ok(topic.config.describe(&topic.overrides, broker)),
                 None => Err((
@@ -52,9 +51,7 @@ pub(super) fn describe_configs(
                 )),
             },
             RESOURCE_BROKER if name.is_empty() => Ok(broker.describe_broker_defaults()),
-            RESOURCE_BROKER if name == broker.broker_id.to_string() => {
-                Ok(broker.describe_broker())
-            }
+            RESOURCE_BROKER if name == broker.broker_id.to_string() => Ok(broker.describe_broker()),
             RESOURCE_BROKER => Err((
                 code::INVALID_REQUEST,
                 unexpected_broker(broker.broker_id, name),
@@ -153,9 +150,7 @@ pub(super) async fn alter_resource_configs(
                 dynamic_slots.push((slot, resource_type, name));
             }
             other => {
-                let message = str_bytes(&format!(
-                    "resource type {other} cannot be altered here"
-                ));
+                let message = str_bytes(&format!("resource type {other} cannot be altered here"));
                 outcomes[slot] = Some((other, name, code::INVALID_REQUEST, Some(message)));
             }
         }
