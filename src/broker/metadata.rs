@@ -1,8 +1,11 @@
-//! Cluster metadata: the topic table and where each partition lives.
+//! Cluster metadata: the topic table, the dynamic configs, and where each partition lives.
 //!
-//! The controller (shard 0) is the only writer: it validates changes, persists the table
-//! (`{log.dir}/__cluster/topics.bin`, rkyv, replaced atomically) and then hands every shard an
-//! immutable image. Shards read their image without locks; a new image replaces it whole.
+//! The controller (shard 0) is the only writer: it validates changes, persists the tables
+//! (`{log.dir}/__cluster/topics.bin` and, beside it, `configs.bin` with the dynamic broker and
+//! group configs; rkyv, each replaced atomically) and then hands every shard an immutable
+//! image. Shards read their image without locks; a new image replaces it whole. The image
+//! carries this broker's effective config (static keys with the dynamic ones laid over them),
+//! from which topic defaults and the applied dynamic keys are read.
 //!
 //! Placement rule: partition `p` of topic `t` is owned by shard `(crc32c(t) + p) % shards`, so a
 //! topic's partitions are spread round-robin over the shards from a per-topic starting point.
@@ -11,11 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{BrokerConfig, TopicConfig};
+use crate::config::{BrokerConfig, GroupConfig, TopicConfig};
 use crate::runtime::ShardId;
 
 pub const CLUSTER_DIR: &str = "__cluster";
 const TABLE_FILE: &str = "topics.bin";
+const CONFIGS_FILE: &str = "configs.bin";
 pub const TOPIC_NAME_MAX_BYTES: usize = 249;
 
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -34,6 +38,62 @@ pub struct TopicTable {
     pub topics: Vec<TopicRecord>,
 }
 
+/// The dynamic configs (AlterConfigs, IncrementalAlterConfigs), keyed as Kafka keys them: the
+/// cluster-wide broker default (empty resource name), each broker's own (by id), each group's.
+/// A file of its own beside the topic table, so that an existing `topics.bin` stays readable.
+#[derive(Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ConfigTable {
+    pub version: u64,
+    pub broker_default: Vec<(String, String)>,
+    pub brokers: Vec<(i32, Vec<(String, String)>)>,
+    pub groups: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl ConfigTable {
+    pub fn broker_default(&self) -> BTreeMap<String, String> {
+        self.broker_default.iter().cloned().collect()
+    }
+
+    pub fn broker(&self, id: i32) -> BTreeMap<String, String> {
+        self.brokers
+            .iter()
+            .find(|(broker, _)| *broker == id)
+            .map(|(_, configs)| configs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn group(&self, id: &str) -> BTreeMap<String, String> {
+        self.groups
+            .iter()
+            .find(|(group, _)| group == id)
+            .map(|(_, configs)| configs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_broker_default(&mut self, configs: BTreeMap<String, String>) {
+        self.broker_default = configs.into_iter().collect();
+    }
+
+    /// Replaces one broker's configs; an empty set removes its entry.
+    pub fn set_broker(&mut self, id: i32, configs: BTreeMap<String, String>) {
+        self.brokers.retain(|(broker, _)| *broker != id);
+        if !configs.is_empty() {
+            self.brokers.push((id, configs.into_iter().collect()));
+            self.brokers.sort_by_key(|(broker, _)| *broker);
+        }
+    }
+
+    /// Replaces one group's configs; an empty set removes its entry.
+    pub fn set_group(&mut self, id: &str, configs: BTreeMap<String, String>) {
+        self.groups.retain(|(group, _)| group != id);
+        if !configs.is_empty() {
+            self.groups
+                .push((id.to_owned(), configs.into_iter().collect()));
+            self.groups.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+}
+
 /// A topic as shards see it: its record plus the effective config.
 #[derive(Debug, Clone)]
 pub struct Topic {
@@ -48,12 +108,45 @@ pub struct Image {
     pub version: u64,
     pub topics: BTreeMap<String, Topic>,
     pub by_id: BTreeMap<[u8; 16], String>,
+    /// The dynamic configs as stored.
+    pub configs: ConfigTable,
+    /// This broker's effective config: the static one with the dynamic configs over it.
+    pub broker: Arc<BrokerConfig>,
+    /// The groups that have configs of their own, with what they run with.
+    pub groups: BTreeMap<String, GroupConfig>,
 }
 
 impl Image {
-    pub fn build(table: &TopicTable, broker: &BrokerConfig) -> Image {
+    /// The image of `table` and `configs` for the broker whose static config is `static_config`.
+    /// A stored config that no longer passes the checks (the static file changed under it)
+    /// is logged and left out, as a stored topic config is.
+    pub fn build(table: &TopicTable, configs: &ConfigTable, static_config: &BrokerConfig) -> Image {
+        let broker = static_config
+            .with_dynamic(
+                &configs.broker_default(),
+                &configs.broker(static_config.broker_id),
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored dynamic broker configs invalid; using the static config");
+                static_config.clone()
+            });
+        let mut groups = BTreeMap::new();
+        for (group, _) in &configs.groups {
+            match GroupConfig::with_overrides(&broker, &configs.group(group)) {
+                Ok(config) => {
+                    groups.insert(group.clone(), config);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group, error = %e, "stored group config invalid; using the defaults")
+                }
+            }
+        }
+        let broker = Arc::new(broker);
         let mut image = Image {
             version: table.version,
+            configs: configs.clone(),
+            broker: broker.clone(),
+            groups,
             ..Image::default()
         };
         for record in &table.topics {
@@ -84,6 +177,14 @@ impl Image {
             version: self.version,
             topics: self.topics.values().map(|t| t.record.clone()).collect(),
         }
+    }
+
+    /// What a KIP-848 group runs with: its own configs, else the broker's defaults.
+    pub fn group_config(&self, group: &str) -> GroupConfig {
+        self.groups
+            .get(group)
+            .copied()
+            .unwrap_or_else(|| GroupConfig::defaults(&self.broker))
     }
 
     pub fn topic(&self, name: &str) -> Option<&Topic> {
@@ -202,16 +303,39 @@ pub fn load_table(data_dir: &Path) -> anyhow::Result<TopicTable> {
 
 /// Writes the table durably: to a temporary file, synced, renamed over the old one.
 pub fn store_table(data_dir: &Path, table: &TopicTable) -> anyhow::Result<()> {
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(table)
+        .map_err(|e| anyhow::anyhow!("cannot encode topic table: {e}"))?;
+    replace_file(data_dir, TABLE_FILE, &bytes)
+}
+
+/// The dynamic configs; none when the file does not exist yet.
+pub fn load_configs(data_dir: &Path) -> anyhow::Result<ConfigTable> {
+    let path = data_dir.join(CLUSTER_DIR).join(CONFIGS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => rkyv::from_bytes::<ConfigTable, rkyv::rancor::Error>(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is unreadable: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigTable::default()),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the dynamic configs durably, as `store_table` writes the topic table.
+pub fn store_configs(data_dir: &Path, configs: &ConfigTable) -> anyhow::Result<()> {
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(configs)
+        .map_err(|e| anyhow::anyhow!("cannot encode the dynamic configs: {e}"))?;
+    replace_file(data_dir, CONFIGS_FILE, &bytes)
+}
+
+/// Write-sync-rename of one file under `__cluster`, then a sync of the directory.
+fn replace_file(data_dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let dir = data_dir.join(CLUSTER_DIR);
     std::fs::create_dir_all(&dir)?;
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(table)
-        .map_err(|e| anyhow::anyhow!("cannot encode topic table: {e}"))?;
-    let tmp = dir.join(format!("{TABLE_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
+    file.write_all(bytes)?;
     file.sync_data()?;
-    std::fs::rename(&tmp, dir.join(TABLE_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(&dir)?.sync_all()?;
     Ok(())
 }
@@ -269,5 +393,33 @@ mod tests {
         };
         store_table(dir.path(), &table).unwrap();
         assert_eq!(load_table(dir.path()).unwrap(), table);
+    }
+
+    #[test]
+    fn dynamic_configs_round_trip_through_disk_and_reach_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_configs(dir.path()).unwrap(), ConfigTable::default());
+        let mut configs = ConfigTable::default();
+        configs.set_broker_default([("log.retention.ms".into(), "1000".into())].into());
+        configs.set_broker(0, [("background.threads".into(), "9".into())].into());
+        configs.set_broker(7, [("background.threads".into(), "3".into())].into());
+        configs.set_group(
+            "g",
+            [("consumer.session.timeout.ms".into(), "50000".into())].into(),
+        );
+        store_configs(dir.path(), &configs).unwrap();
+        let loaded = load_configs(dir.path()).unwrap();
+        assert_eq!(loaded, configs);
+
+        let image = Image::build(&TopicTable::default(), &loaded, &BrokerConfig::default());
+        assert_eq!(image.broker.topic_defaults.retention_ms, 1000);
+        assert_eq!(image.broker.dynamic_broker["background.threads"], "9");
+        assert_eq!(image.group_config("g").session_timeout_ms, 50_000);
+        assert_eq!(image.group_config("other").session_timeout_ms, 45_000);
+
+        configs.set_broker(7, BTreeMap::new());
+        configs.set_group("g", BTreeMap::new());
+        assert_eq!(configs.brokers.len(), 1);
+        assert!(configs.groups.is_empty());
     }
 }

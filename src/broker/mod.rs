@@ -104,7 +104,8 @@ async fn run_shard(
     let listen = shard.wait_listen();
     let listener = if id == 0 {
         let table = metadata::load_table(config.data_dir())?;
-        let image = Arc::new(metadata::Image::build(&table, &config));
+        let configs = metadata::load_configs(config.data_dir())?;
+        let image = Arc::new(metadata::Image::build(&table, &configs, &config));
         shard.publish_image(image).await?;
         let listener =
             Listener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

@@ -1,4 +1,5 @@
-//! What a shard does for the partitions it owns, and the controller's topic operations.
+//! What a shard does for the partitions it owns, and the controller's topic and dynamic
+//! config operations.
 //!
 //! These functions are called for local partitions directly and for remote ones through the
 //! mesh; their inputs and outputs are plain `Send` data, free of protocol versions.
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::metadata::{self, Image, TopicRecord};
+use super::metadata::{self, ConfigTable, Image, TopicRecord};
 use super::shard::{Shard, TopicPartition};
-use crate::config::{TimestampType, TopicCompression, TopicConfig};
+use crate::config::{
+    self, BrokerConfig, GroupConfig, TimestampType, TopicCompression, TopicConfig,
+};
 use crate::protocol::batch::{self, BatchHeader};
 use crate::protocol::error_code as code;
 use crate::protocol::recompress;
@@ -575,6 +578,15 @@ pub enum ConfigChange {
     Incremental(Vec<(String, i8, Option<String>)>),
 }
 
+/// A resource whose configs live in the controller's config table rather than on a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynamicResource {
+    /// A broker id, or the empty name for the cluster-wide default.
+    Broker(String),
+    /// A KIP-848 group id.
+    Group(String),
+}
+
 #[derive(Debug, Clone)]
 pub enum ControlRequest {
     CreateTopics {
@@ -588,6 +600,11 @@ pub enum ControlRequest {
     },
     AlterConfigs {
         topics: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+    /// Broker and group configs; answered with one outcome per resource, in request order.
+    AlterDynamicConfigs {
+        resources: Vec<(DynamicResource, ConfigChange)>,
         validate_only: bool,
     },
 }
@@ -608,6 +625,18 @@ impl ControlOutcome {
             name: name.to_owned(),
             error_code,
             message: Some(message.into()),
+            topic_id: [0; 16],
+            partitions: -1,
+            replication_factor: -1,
+        }
+    }
+
+    /// A change to a resource that is not a topic.
+    fn done(name: &str) -> Self {
+        ControlOutcome {
+            name: name.to_owned(),
+            error_code: code::NONE,
+            message: None,
             topic_id: [0; 16],
             partitions: -1,
             replication_factor: -1,
@@ -636,9 +665,11 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
     let _permit = shard.control_lock.acquire_permit(1).await;
     let image = shard.image();
     let mut table = image.to_table();
-    let config = &shard.config;
+    let mut configs = image.configs.clone();
+    let config = &*image.broker;
     let mut outcomes = Vec::new();
     let mut changed = false;
+    let mut configs_changed = false;
     let mut dry_run = false;
     match request {
         ControlRequest::CreateTopics {
@@ -763,7 +794,7 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                                         code::INVALID_CONFIG,
                                         format!("operation {op} is not valid for {key}"),
                                     ));
-                                    continue;
+                                    break;
                                 }
                             }
                         }
@@ -791,20 +822,45 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                 changed = true;
             }
         }
+        ControlRequest::AlterDynamicConfigs {
+            resources,
+            validate_only,
+        } => {
+            dry_run = validate_only;
+            for (resource, change) in resources {
+                let outcome = match &resource {
+                    DynamicResource::Broker(name) => {
+                        alter_broker_configs(&mut configs, &shard.config, name, change)
+                    }
+                    DynamicResource::Group(name) => {
+                        alter_group_configs(&mut configs, config, name, change)
+                    }
+                };
+                configs_changed |= outcome.error_code == code::NONE;
+                outcomes.push(outcome);
+            }
+        }
     }
-    if !changed || dry_run {
+    if !(changed || configs_changed) || dry_run {
         return outcomes;
     }
-    table.version += 1;
-    if let Err(e) = metadata::store_table(config.data_dir(), &table) {
-        tracing::error!(error = %e, "cannot persist the topic table");
+    let data_dir = shard.config.data_dir();
+    let stored = if configs_changed {
+        configs.version += 1;
+        metadata::store_configs(data_dir, &configs)
+    } else {
+        table.version += 1;
+        metadata::store_table(data_dir, &table)
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot persist the cluster metadata");
         for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
             outcome.error_code = code::KAFKA_STORAGE_ERROR;
             outcome.message = Some(e.to_string());
         }
         return outcomes;
     }
-    let image = Arc::new(Image::build(&table, config));
+    let image = Arc::new(Image::build(&table, &configs, &shard.config));
     if let Err(e) = shard.publish_image(image).await {
         tracing::error!(error = %e, "cannot apply the topic table");
         for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
@@ -818,7 +874,7 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
 fn create_topic(
     table: &mut metadata::TopicTable,
     spec: CreateTopicSpec,
-    config: &crate::config::BrokerConfig,
+    config: &BrokerConfig,
 ) -> ControlOutcome {
     let name = spec.name.clone();
     if let Err(e) = metadata::validate_topic_name(&name) {
@@ -875,6 +931,159 @@ fn create_topic(
     outcome
 }
 
+/// A BROKER resource's change, as Kafka's `ConfigAdminManager` and controller take it: the
+/// resource names this broker (its id) or the cluster default (empty); the resulting set is
+/// checked key by key, then as the effective config it would make.
+fn alter_broker_configs(
+    configs: &mut ConfigTable,
+    static_config: &BrokerConfig,
+    name: &str,
+    change: ConfigChange,
+) -> ControlOutcome {
+    let broker_id = if name.is_empty() {
+        None
+    } else {
+        match name.parse::<i32>() {
+            Ok(id) if id == static_config.broker_id => Some(id),
+            _ => {
+                return ControlOutcome::error(
+                    name,
+                    code::INVALID_REQUEST,
+                    format!(
+                        "Unexpected broker id, expected {} or empty string, but received {name}",
+                        static_config.broker_id
+                    ),
+                )
+            }
+        }
+    };
+    let current = match broker_id {
+        Some(id) => configs.broker(id),
+        None => configs.broker_default(),
+    };
+    let list_base = |key: &str| {
+        config::broker_key(key)
+            .filter(config::BrokerKeyInfo::is_list)
+            .map(|info| info.default_value().map(str::to_owned))
+    };
+    let updated = match apply_change(current, change, list_base) {
+        Ok(updated) => updated,
+        Err((error_code, message)) => return ControlOutcome::error(name, error_code, message),
+    };
+    if let Err(e) = config::check_broker_configs(&updated, broker_id.is_some()) {
+        return ControlOutcome::error(name, e.kafka_code(), e.to_string());
+    }
+    let (default, own) = match broker_id {
+        Some(_) => (configs.broker_default(), updated.clone()),
+        None => (updated.clone(), configs.broker(static_config.broker_id)),
+    };
+    if let Err(e) = static_config.with_dynamic(&default, &own) {
+        return ControlOutcome::error(name, code::INVALID_REQUEST, e.to_string());
+    }
+    match broker_id {
+        Some(id) => configs.set_broker(id, updated),
+        None => configs.set_broker_default(updated),
+    }
+    ControlOutcome::done(name)
+}
+
+/// A GROUP resource's change: the group need not exist (as in Kafka); the resulting set must
+/// pass `GroupConfig`'s checks against the broker's bounds.
+fn alter_group_configs(
+    configs: &mut ConfigTable,
+    broker: &BrokerConfig,
+    name: &str,
+    change: ConfigChange,
+) -> ControlOutcome {
+    if name.is_empty() {
+        return ControlOutcome::error(name, code::INVALID_REQUEST, "the group id is empty");
+    }
+    let updated = match apply_change(configs.group(name), change, |_| None) {
+        Ok(updated) => updated,
+        Err((error_code, message)) => return ControlOutcome::error(name, error_code, message),
+    };
+    if let Err(e) = GroupConfig::with_overrides(broker, &updated) {
+        return ControlOutcome::error(name, code::INVALID_CONFIG, e.to_string());
+    }
+    configs.set_group(name, updated);
+    ControlOutcome::done(name)
+}
+
+/// Applies an AlterConfigs set (replacing every config) or IncrementalAlterConfigs operations
+/// to `current`. `list_base(key)` is `None` for a key that is not a list, else the value an
+/// APPEND or SUBTRACT starts from when the resource has none (the key's default), as in
+/// Kafka's `prepareIncrementalConfigs`.
+fn apply_change(
+    mut current: BTreeMap<String, String>,
+    change: ConfigChange,
+    list_base: impl Fn(&str) -> Option<Option<String>>,
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    let ops = match change {
+        ConfigChange::Replace(set) => return Ok(set.into_iter().collect()),
+        ConfigChange::Incremental(ops) => ops,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((key, _, _)) = ops.iter().find(|(key, _, _)| !seen.insert(key.as_str())) {
+        return Err((
+            code::INVALID_CONFIG,
+            format!("Error due to duplicate config keys: {key}"),
+        ));
+    }
+    for (key, op, value) in ops {
+        match (op, value) {
+            (0, Some(value)) => {
+                current.insert(key, value);
+            }
+            (1, _) => {
+                current.remove(&key);
+            }
+            (2 | 3, Some(value)) => {
+                let Some(base) = list_base(&key) else {
+                    let verb = if op == 2 { "append" } else { "subtract" };
+                    return Err((
+                        code::INVALID_CONFIG,
+                        format!("Config value {verb} is not allowed for config key: {key}"),
+                    ));
+                };
+                let list = current.get(&key).cloned().or(base).unwrap_or_default();
+                let mut items: Vec<String> = split_list(&list);
+                let given = split_list(&value);
+                if op == 2 {
+                    for item in given {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    }
+                } else {
+                    items.retain(|item| !given.contains(item));
+                }
+                current.insert(key, items.join(","));
+            }
+            (0 | 2 | 3, None) => {
+                return Err((
+                    code::INVALID_REQUEST,
+                    format!("Null value not supported for: {key}"),
+                ))
+            }
+            (other, _) => {
+                return Err((
+                    code::INVALID_REQUEST,
+                    format!("unknown config operation {other} for {key}"),
+                ))
+            }
+        }
+    }
+    Ok(current)
+}
+
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -897,6 +1106,63 @@ mod tests {
 
     fn sizes(chunks: &[Chunk]) -> Vec<usize> {
         chunks.iter().map(|c| c.as_ref().len()).collect()
+    }
+
+    #[test]
+    fn incremental_operations_follow_kafka() {
+        let base = |key: &str| (key == "log.cleanup.policy").then(|| Some("delete".to_owned()));
+        let ops = |list: &[(&str, i8, Option<&str>)]| {
+            ConfigChange::Incremental(
+                list.iter()
+                    .map(|(k, op, v)| (k.to_string(), *op, v.map(str::to_owned)))
+                    .collect(),
+            )
+        };
+        let set = apply_change(
+            BTreeMap::new(),
+            ops(&[
+                ("background.threads", 0, Some("9")),
+                ("log.cleanup.policy", 2, Some("compact")),
+            ]),
+            base,
+        )
+        .unwrap();
+        assert_eq!(set["background.threads"], "9");
+        assert_eq!(set["log.cleanup.policy"], "delete,compact");
+        let again = apply_change(
+            set.clone(),
+            ops(&[("log.cleanup.policy", 2, Some("compact"))]),
+            base,
+        )
+        .unwrap();
+        assert_eq!(again["log.cleanup.policy"], "delete,compact");
+        let removed = apply_change(
+            set,
+            ops(&[
+                ("background.threads", 1, Some("")),
+                ("log.cleanup.policy", 3, Some("compact")),
+            ]),
+            base,
+        )
+        .unwrap();
+        assert!(!removed.contains_key("background.threads"));
+        assert_eq!(removed["log.cleanup.policy"], "delete");
+
+        let refused = |list: &[(&str, i8, Option<&str>)]| {
+            apply_change(BTreeMap::new(), ops(list), base)
+                .unwrap_err()
+                .0
+        };
+        assert_eq!(
+            refused(&[("background.threads", 2, Some("1"))]),
+            code::INVALID_CONFIG
+        );
+        assert_eq!(
+            refused(&[("a", 0, Some("1")), ("a", 1, None)]),
+            code::INVALID_CONFIG
+        );
+        assert_eq!(refused(&[("a", 0, None)]), code::INVALID_REQUEST);
+        assert_eq!(refused(&[("a", 9, Some("1"))]), code::INVALID_REQUEST);
     }
 
     #[test]

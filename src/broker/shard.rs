@@ -259,6 +259,10 @@ impl Shard {
     /// the ones whose topic is gone, and updates configs.
     pub async fn apply_image(self: &Rc<Self>, image: SharedImage) -> anyhow::Result<()> {
         let old = self.image.replace(image.clone());
+        // A dynamic log.cleaner.io.max.bytes.per.second: the next cleaner pass reads at it.
+        self.storage
+            .cleaner_io_bytes_per_second
+            .set(image.broker.log_cleaner_io_max_bytes_per_second);
         let data_dir = self.config.data_dir().to_path_buf();
         // Topics removed (or re-created with a new id): delete their partitions.
         let doomed: Vec<(TopicPartition, Rc<PartitionLog>)> = self
@@ -363,7 +367,9 @@ impl Shard {
             let logs: Vec<Rc<PartitionLog>> = self.logs.borrow().values().cloned().collect();
             for log in logs {
                 log.roll_if_old();
-                log.expire_producers(now, self.config.producer_id_expiration_ms);
+                // The effective value: producer.id.expiration.ms may be changed dynamically.
+                let expiration_ms = self.image().broker.producer_id_expiration_ms;
+                log.expire_producers(now, expiration_ms);
                 if let Err(e) = log.enforce_retention(now).await {
                     tracing::warn!(log = %log.dir().display(), error = %e, "retention failed");
                 }
@@ -373,10 +379,11 @@ impl Shard {
     }
 
     /// Compaction: a pass over each compacted log this shard owns, every `log.cleaner.backoff.ms`.
-    /// Passes yield between batches, so produce and fetch on this shard go on meanwhile.
+    /// Passes yield between batches, so produce and fetch on this shard go on meanwhile. The
+    /// pause is read from the image before each one, so a dynamic change applies from the next.
     pub async fn run_cleaner(self: Rc<Self>) {
-        let interval = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
         loop {
+            let interval = Duration::from_millis(self.image().broker.log_cleaner_backoff_ms.max(1));
             if runtime::timeout(interval, self.shutdown_signal())
                 .await
                 .is_some()

@@ -138,6 +138,12 @@ pub struct BrokerConfig {
     /// KIP-848 groups: the heartbeat interval the broker asks members for.
     pub group_consumer_heartbeat_interval_ms: i32,
     pub group_consumer_session_timeout_ms: i32,
+    /// The bounds of a group's own `consumer.session.timeout.ms` (KIP-848 group configs).
+    pub group_consumer_min_session_timeout_ms: i32,
+    pub group_consumer_max_session_timeout_ms: i32,
+    /// The bounds of a group's own `consumer.heartbeat.interval.ms`.
+    pub group_consumer_min_heartbeat_interval_ms: i32,
+    pub group_consumer_max_heartbeat_interval_ms: i32,
     pub offset_metadata_max_bytes: usize,
     pub offsets_retention_check_interval_ms: u64,
     /// `None` disables the metrics endpoint.
@@ -148,6 +154,10 @@ pub struct BrokerConfig {
     /// Every key that appeared in the file or overrides, under the name it
     /// was written with (not its alias), with its raw value.
     pub explicit_keys: BTreeMap<String, String>,
+    /// The cluster-wide dynamic configs this config was resolved with (`with_dynamic`).
+    pub dynamic_default: BTreeMap<String, String>,
+    /// This broker's own dynamic configs this config was resolved with.
+    pub dynamic_broker: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -193,6 +203,10 @@ impl Default for BrokerConfig {
             group_max_size: i32::MAX,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_session_timeout_ms: 45_000,
+            group_consumer_min_session_timeout_ms: 45_000,
+            group_consumer_max_session_timeout_ms: 60_000,
+            group_consumer_min_heartbeat_interval_ms: 5_000,
+            group_consumer_max_heartbeat_interval_ms: 15_000,
             offset_metadata_max_bytes: 4096,
             offsets_retention_check_interval_ms: 600_000,
             metrics_listener: Some(SocketAddr::new(
@@ -203,6 +217,8 @@ impl Default for BrokerConfig {
             process_roles: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
             explicit_keys: BTreeMap::new(),
+            dynamic_default: BTreeMap::new(),
+            dynamic_broker: BTreeMap::new(),
         }
     }
 }
@@ -266,6 +282,14 @@ impl BrokerConfig {
             .first()
             .map_or(Path::new(DEFAULT_DATA_DIR), PathBuf::as_path)
     }
+}
+
+/// Every key `BrokerConfig` reads (for the check that each is described).
+#[cfg(test)]
+pub(super) fn consulted_keys() -> BTreeSet<&'static str> {
+    let mut settings = Settings::default();
+    resolve(&mut settings).expect("the defaults resolve");
+    settings.consulted
 }
 
 pub(super) struct Setting {
@@ -486,6 +510,28 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
         settings.integer("group.consumer.session.timeout.ms", 1, i32::MAX.into())?
     {
         config.group_consumer_session_timeout_ms = value;
+    }
+    for (key, field) in [
+        (
+            "group.consumer.min.session.timeout.ms",
+            &mut config.group_consumer_min_session_timeout_ms,
+        ),
+        (
+            "group.consumer.max.session.timeout.ms",
+            &mut config.group_consumer_max_session_timeout_ms,
+        ),
+        (
+            "group.consumer.min.heartbeat.interval.ms",
+            &mut config.group_consumer_min_heartbeat_interval_ms,
+        ),
+        (
+            "group.consumer.max.heartbeat.interval.ms",
+            &mut config.group_consumer_max_heartbeat_interval_ms,
+        ),
+    ] {
+        if let Some(value) = settings.integer(key, 1, i32::MAX.into())? {
+            *field = value;
+        }
     }
     if let Some(value) = settings.integer("offset.metadata.max.bytes", 0, i32::MAX.into())? {
         config.offset_metadata_max_bytes = value;

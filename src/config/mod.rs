@@ -8,10 +8,13 @@
 //! - `topic.rs`: every topic key of Kafka 3.x, `TopicConfig`, what DescribeConfigs reports.
 //! - `parse.rs`: the properties file syntax and `--override` arguments.
 //! - `validate.rs`: the value checks both kinds of key share.
+//! - `dynamic.rs`: which broker keys change at run time (per broker or cluster-wide), how a
+//!   change is checked, what DescribeConfigs reports for a broker; KIP-848 group configs.
 //!
 //! Pure: no I/O except `BrokerConfig::load` reading the file it is given.
 
 mod broker;
+mod dynamic;
 mod parse;
 mod topic;
 mod validate;
@@ -22,6 +25,10 @@ mod tests;
 use std::path::PathBuf;
 
 pub use broker::{BrokerConfig, Listener, UnknownKey, DEFAULT_PORT, IGNORED_KAFKA_KEYS};
+pub use dynamic::{
+    broker_key, check_broker_configs, BrokerKeyInfo, DynamicConfigError, DynamicLevel, GroupConfig,
+    CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, GROUP_KEYS,
+};
 pub use parse::parse_override;
 pub use topic::{
     CleanupPolicy, ConfigSource, ConfigSynonym, ConfigType, DescribedConfig, TimestampType,

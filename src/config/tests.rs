@@ -654,25 +654,37 @@ fn describe_sources_and_values() {
     };
 
     let segment = find("segment.bytes");
-    assert_eq!(segment.value, "2097152");
+    assert_eq!(segment.value.as_deref(), Some("2097152"));
     assert_eq!(segment.source, ConfigSource::TopicOverride);
     assert_eq!(segment.source.kafka_code(), 1);
 
     let retention = find("retention.ms");
-    assert_eq!(retention.value, "86400000");
+    assert_eq!(retention.value.as_deref(), Some("86400000"));
     assert_eq!(retention.source, ConfigSource::StaticBroker);
     assert_eq!(retention.source.kafka_code(), 4);
 
     let cleanup = find("cleanup.policy");
-    assert_eq!(cleanup.value, "delete");
+    assert_eq!(cleanup.value.as_deref(), Some("delete"));
     assert_eq!(cleanup.source, ConfigSource::Default);
     assert_eq!(cleanup.source.kafka_code(), 5);
 
-    assert_eq!(find("flush.messages").value, "9223372036854775807");
-    assert_eq!(find("flush.ms").value, "9223372036854775807");
-    assert_eq!(find("message.timestamp.type").value, "CreateTime");
-    assert_eq!(find("min.cleanable.dirty.ratio").value, "0.5");
-    assert_eq!(find("retention.bytes").value, "-1");
+    assert_eq!(
+        find("flush.messages").value.as_deref(),
+        Some("9223372036854775807")
+    );
+    assert_eq!(
+        find("flush.ms").value.as_deref(),
+        Some("9223372036854775807")
+    );
+    assert_eq!(
+        find("message.timestamp.type").value.as_deref(),
+        Some("CreateTime")
+    );
+    assert_eq!(
+        find("min.cleanable.dirty.ratio").value.as_deref(),
+        Some("0.5")
+    );
+    assert_eq!(find("retention.bytes").value.as_deref(), Some("-1"));
     assert!(described
         .iter()
         .all(|entry| !entry.read_only && !entry.sensitive));
@@ -690,7 +702,7 @@ fn describe_sources_and_values() {
         described
             .iter()
             .find(|entry| entry.name == name)
-            .map(|entry| entry.value.clone())
+            .and_then(|entry| entry.value.clone())
     };
     assert_eq!(
         value_of("cleanup.policy").as_deref(),

@@ -273,9 +273,11 @@ pub enum ConfigType {
     Boolean,
     String,
     Int,
+    Short,
     Long,
     Double,
     List,
+    Password,
 }
 
 impl ConfigType {
@@ -284,9 +286,11 @@ impl ConfigType {
             ConfigType::Boolean => 1,
             ConfigType::String => 2,
             ConfigType::Int => 3,
+            ConfigType::Short => 4,
             ConfigType::Long => 5,
             ConfigType::Double => 6,
             ConfigType::List => 7,
+            ConfigType::Password => 9,
         }
     }
 }
@@ -295,16 +299,25 @@ impl ConfigType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     TopicOverride,
+    /// Set dynamically for this broker (resource name = its id).
+    DynamicBroker,
+    /// Set dynamically as the cluster-wide default (empty resource name).
+    DynamicDefaultBroker,
     StaticBroker,
     Default,
+    /// Set for one group (KIP-848 group configs).
+    Group,
 }
 
 impl ConfigSource {
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::TopicOverride => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
+            ConfigSource::Group => 8,
         }
     }
 }
@@ -313,20 +326,23 @@ impl ConfigSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigSynonym {
     pub name: String,
-    pub value: String,
+    /// `None` for a sensitive value.
+    pub value: Option<String>,
     pub source: ConfigSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribedConfig {
     pub name: String,
-    pub value: String,
+    /// `None` when the key has no value (Kafka's null) or the value is sensitive.
+    pub value: Option<String>,
     pub source: ConfigSource,
     pub read_only: bool,
     pub sensitive: bool,
     pub config_type: ConfigType,
     pub documentation: &'static str,
-    /// The topic override (if any), the broker keys that are set, then the default.
+    /// The topic override (if any), the broker keys that are set (per broker, cluster
+    /// default, static), then the default.
     pub synonyms: Vec<ConfigSynonym>,
 }
 
@@ -603,6 +619,11 @@ impl TopicField {
         }
     }
 
+    /// The built-in default in units of `unit` topic units, as Kafka prints it.
+    pub(super) fn default_text_in(self, unit: i64) -> String {
+        TopicConfig::default().value_text_in(self, unit)
+    }
+
     pub(super) fn from_topic_key(key: &str) -> Option<TopicField> {
         TopicField::ALL
             .into_iter()
@@ -647,32 +668,23 @@ impl TopicConfig {
                 if let Some(value) = overrides.get(name) {
                     synonyms.push(ConfigSynonym {
                         name: name.to_string(),
-                        value: value.clone(),
+                        value: Some(value.clone()),
                         source: ConfigSource::TopicOverride,
                     });
                 }
-                for (key, _) in field.broker_keys() {
-                    if let Some(value) = broker.explicit_keys.get(*key) {
-                        synonyms.push(ConfigSynonym {
-                            name: key.to_string(),
-                            value: value.clone(),
-                            source: ConfigSource::StaticBroker,
-                        });
-                    }
-                }
-                if let Some((key, unit)) = field.broker_keys().last() {
-                    synonyms.push(ConfigSynonym {
-                        name: key.to_string(),
-                        value: TopicConfig::default().value_text_in(field, *unit),
-                        source: ConfigSource::Default,
-                    });
-                }
+                let keys: Vec<&'static str> =
+                    field.broker_keys().iter().map(|(key, _)| *key).collect();
+                let default = field
+                    .broker_keys()
+                    .last()
+                    .map(|(key, unit)| (*key, field.default_text_in(*unit)));
+                synonyms.extend(broker.synonyms_of(&keys, default));
                 let source = synonyms
                     .first()
                     .map_or(ConfigSource::Default, |synonym| synonym.source);
                 DescribedConfig {
                     name: name.to_string(),
-                    value: self.value_text(field),
+                    value: Some(self.value_text(field)),
                     source,
                     read_only: false,
                     sensitive: false,
@@ -1062,13 +1074,13 @@ mod tests {
         let find = |name: &str| described.iter().find(|d| d.name == name).unwrap().clone();
 
         let retention = find("retention.ms");
-        assert_eq!(retention.value, "1000");
+        assert_eq!(retention.value.as_deref(), Some("1000"));
         assert_eq!(retention.source, ConfigSource::TopicOverride);
         assert_eq!(retention.config_type, ConfigType::Long);
         let synonyms: Vec<(&str, &str, ConfigSource)> = retention
             .synonyms
             .iter()
-            .map(|s| (s.name.as_str(), s.value.as_str(), s.source))
+            .map(|s| (s.name.as_str(), s.value.as_deref().unwrap_or(""), s.source))
             .collect();
         assert_eq!(
             synonyms,
@@ -1080,11 +1092,11 @@ mod tests {
         );
 
         let compression = find("compression.type");
-        assert_eq!(compression.value, "gzip");
+        assert_eq!(compression.value.as_deref(), Some("gzip"));
         assert_eq!(compression.source, ConfigSource::StaticBroker);
         assert!(!compression.is_default());
         assert_eq!(compression.synonyms.len(), 2);
-        assert_eq!(compression.synonyms[1].value, "producer");
+        assert_eq!(compression.synonyms[1].value.as_deref(), Some("producer"));
 
         let remote = find("remote.storage.enable");
         assert!(remote.is_default());
@@ -1106,7 +1118,7 @@ mod tests {
             },
             described
                 .iter()
-                .map(|entry| (entry.name.as_str(), entry.value.as_str())),
+                .map(|entry| (entry.name.as_str(), entry.value.as_deref().unwrap_or(""))),
         )
         .unwrap();
         assert_eq!(reparsed, topic);

@@ -224,7 +224,9 @@ fn consumer_heartbeat(
 ) -> m::ConsumerGroupHeartbeatResponse {
     let group_id = request.group_id.0.to_string();
     let mut response = m::ConsumerGroupHeartbeatResponse::default();
-    response.heartbeat_interval_ms = shard.config.group_consumer_heartbeat_interval_ms;
+    // The group's own configs (IncrementalAlterConfigs on the GROUP resource), else the broker's.
+    let group_config = shard.image().group_config(&group_id);
+    response.heartbeat_interval_ms = group_config.heartbeat_interval_ms;
     let fail = |mut response: m::ConsumerGroupHeartbeatResponse, error: i16, message: &str| {
         response.error_code = error;
         response.error_message = Some(str_bytes(message));
@@ -290,7 +292,7 @@ fn consumer_heartbeat(
         client_host,
     };
     let at = now();
-    let session = Duration::from_millis(shard.config.group_consumer_session_timeout_ms as u64);
+    let session = Duration::from_millis(group_config.session_timeout_ms.max(0) as u64);
     let outcome = {
         let mut groups = shard.coordinator.groups.borrow_mut();
         if !groups.contains_key(&group_id) {
