@@ -74,7 +74,7 @@ pub fn run(
     let config = Arc::new(config);
     let seed = MeshSeed::new(spec.count);
     let on_ready = Arc::new(on_ready);
-    runtime::run_shards(&spec, |id| {
+    runtime::run_shards(&spec, stop.clone(), |id| {
         let config = config.clone();
         let seed = seed.clone();
         let stop = stop.clone();
@@ -100,6 +100,8 @@ async fn run_shard(
             .await?
     };
     let _ = shard.mesh.set(mesh);
+    // From the start, so that a stop during start-up is seen too.
+    runtime::spawn(watch_stop(shard.clone(), stop, count));
     runtime::spawn(shard.storage.clone().run_flusher());
     let listen = shard.wait_listen();
     let listener = if id == 0 {
@@ -138,9 +140,18 @@ async fn run_shard(
         });
         listener
     } else {
-        let port = listen
-            .await
-            .map_err(|_| anyhow::anyhow!("shard 0 stopped before start-up finished"))?;
+        // A stop during start-up (shard 0 may have failed, or the stop came first) ends this
+        // shard too, instead of leaving it waiting for a port that will not come.
+        let port = futures::select_biased! {
+            port = listen.fuse() => port
+                .map_err(|_| anyhow::anyhow!("shard 0 stopped before start-up finished"))?,
+            _ = shard.shutdown_signal().fuse() => {
+                tracing::info!(shard = id, "stopped during start-up");
+                tell_drained(&shard, count);
+                shard.close_logs().await;
+                return Ok(());
+            }
+        };
         shard.port.set(port);
         let mut address = bind;
         address.set_port(port);
@@ -149,33 +160,6 @@ async fn run_shard(
     runtime::spawn(shard.clone().run_housekeeping());
     runtime::spawn(group::run_ticks(shard.clone()));
     runtime::spawn(shard.clone().run_cleaner());
-    {
-        let shard = shard.clone();
-        runtime::spawn(async move {
-            let mut signal = shard.shutdown_signal().fuse();
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let tick = runtime::sleep(Duration::from_millis(STOP_POLL_MS)).fuse();
-                futures::pin_mut!(tick);
-                futures::select_biased! {
-                    // A peer told this shard to stop: it has told the others too.
-                    _ = signal => return,
-                    _ = tick => {}
-                }
-            }
-            shard.begin_shutdown();
-            // Whichever shard sees the request first wakes the rest by message, so a shard
-            // whose reactor is parked does not depend on its own timer to notice.
-            for peer in (0..count).filter(|&peer| peer != shard.id) {
-                let shard = shard.clone();
-                runtime::spawn(async move {
-                    let _ = shard.mesh().call(peer, ShardRequest::Stop).await;
-                });
-            }
-        });
-    }
     accept_loop(&shard, listener).await;
     // Drain: connections stop reading at the shutdown signal and finish what they started.
     let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
@@ -185,12 +169,7 @@ async fn run_shard(
     // Then wait for the peers to drain theirs: a request in flight on a peer's connection may
     // still call this shard (the controller, a partition's owner), so no shard leaves early.
     // Bounded, in case a peer is gone.
-    for peer in (0..count).filter(|&peer| peer != id) {
-        let shard = shard.clone();
-        runtime::spawn(async move {
-            let _ = shard.mesh().call(peer, ShardRequest::Drained).await;
-        });
-    }
+    tell_drained(&shard, count);
     let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
     while shard.drained_peers.get() + 1 < count && Instant::now() < deadline {
         runtime::sleep(Duration::from_millis(5)).await;
@@ -198,6 +177,42 @@ async fn run_shard(
     shard.close_logs().await;
     tracing::info!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Tells every peer this shard will call on no one again (`ShardRequest::Drained`).
+fn tell_drained(shard: &Rc<Shard>, count: usize) {
+    for peer in (0..count).filter(|&peer| peer != shard.id) {
+        let shard = shard.clone();
+        runtime::spawn(async move {
+            let _ = shard.mesh().call(peer, ShardRequest::Drained).await;
+        });
+    }
+}
+
+/// Polls the process's stop flag; when it is set (or a peer says `Stop`), begins this shard's
+/// shutdown and tells every peer to stop, so that whichever shard sees the request first wakes
+/// the rest by message and a shard whose reactor is parked does not depend on its own timer.
+async fn watch_stop(shard: Rc<Shard>, stop: Arc<AtomicBool>, count: usize) {
+    let mut signal = shard.shutdown_signal().fuse();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let tick = runtime::sleep(Duration::from_millis(STOP_POLL_MS)).fuse();
+        futures::pin_mut!(tick);
+        futures::select_biased! {
+            // A peer told this shard to stop: it has told the others too.
+            _ = signal => return,
+            _ = tick => {}
+        }
+    }
+    shard.begin_shutdown();
+    for peer in (0..count).filter(|&peer| peer != shard.id) {
+        let shard = shard.clone();
+        runtime::spawn(async move {
+            let _ = shard.mesh().call(peer, ShardRequest::Stop).await;
+        });
+    }
 }
 
 async fn accept_loop(shard: &Rc<Shard>, listener: Listener) {

@@ -99,7 +99,10 @@ pub struct Shard {
     /// Peers that have drained their connections during shutdown (`ShardRequest::Drained`).
     pub drained_peers: Cell<usize>,
     shutdown_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The port shard 0 listens on, sent once it is bound. Made with the shard, so that a
+    /// `Listen` that arrives before the shard's start-up asks for it is kept, not lost.
     listen_tx: RefCell<Option<oneshot::Sender<u16>>>,
+    listen_rx: RefCell<Option<oneshot::Receiver<u16>>>,
     pub connections: Cell<usize>,
     /// Serialises controller operations on shard 0.
     pub control_lock: runtime::LocalLock,
@@ -121,6 +124,7 @@ impl Shard {
         storage
             .cleaner_io_bytes_per_second
             .set(config.log_cleaner_io_max_bytes_per_second);
+        let (listen_tx, listen_rx) = oneshot::channel();
         Rc::new(Shard {
             id,
             count,
@@ -132,7 +136,8 @@ impl Shard {
             shutting_down: Cell::new(false),
             drained_peers: Cell::new(0),
             shutdown_waiters: RefCell::new(Vec::new()),
-            listen_tx: RefCell::new(None),
+            listen_tx: RefCell::new(Some(listen_tx)),
+            listen_rx: RefCell::new(Some(listen_rx)),
             connections: Cell::new(0),
             control_lock: runtime::LocalLock::new(1),
             producer_ids: metadata::ProducerIds::default(),
@@ -329,10 +334,12 @@ impl Shard {
         Ok(())
     }
 
+    /// The port shard 0 will send (or has sent) with `Listen`. Called once, at start-up.
     pub fn wait_listen(&self) -> oneshot::Receiver<u16> {
-        let (tx, rx) = oneshot::channel();
-        *self.listen_tx.borrow_mut() = Some(tx);
-        rx
+        self.listen_rx
+            .borrow_mut()
+            .take()
+            .expect("wait_listen is called once")
     }
 
     pub fn shutdown_signal(&self) -> oneshot::Receiver<()> {
@@ -435,5 +442,26 @@ impl Shard {
             .buffer_unordered(LOGS_OPENED_AT_ONCE)
             .for_each(|()| async {})
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shard 0 may send the port before this shard's start-up asks for it (the mesh serves a
+    /// shard from the moment it joins): the port is kept, not dropped.
+    #[test]
+    fn a_listen_that_comes_before_start_up_asks_is_kept() {
+        let port = crate::runtime::run_local(1 << 20, || async {
+            let shard = Shard::new(1, 2, Arc::new(BrokerConfig::default()));
+            assert!(matches!(
+                shard.clone().serve(0, ShardRequest::Listen(9093)).await,
+                ShardReply::Done
+            ));
+            shard.wait_listen().await
+        })
+        .expect("executor");
+        assert_eq!(port, Ok(9093));
     }
 }
