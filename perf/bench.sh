@@ -18,7 +18,10 @@
 # Environment: DURATION (s, default 15), WARMUP (s, default 3), RATE (msg/s, default 5000),
 # PRODUCERS and CONSUMERS (default 1 each), SHARDS (broker shards, default 1),
 # BASELINE=rdkafka (throughput workloads: also run librdkafka's rdkafka_performance with the
-# same settings and count, on a second topic, and give the ratio).
+# same settings and count, on a second topic, and give the ratio), CLIENT_BEFORE=PATH (throughput
+# workloads: also run the produce with the `shardlog` binary at PATH as the client, against the
+# same broker, on a third topic: an earlier build of our client, measured in the same run;
+# CLIENT_BEFORE_LABEL names it in the report).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,6 +35,7 @@ PRODUCERS=${PRODUCERS:-1}
 CONSUMERS=${CONSUMERS:-1}
 SHARDS=${SHARDS:-1}
 BASELINE=${BASELINE:-}
+CLIENT_BEFORE=${CLIENT_BEFORE:-}
 
 case "$WORKLOAD" in
   1k-1p) KIND=throughput SIZE=1024 PARTITIONS=1 ;;
@@ -118,6 +122,20 @@ if [ "$BASELINE" = rdkafka ] && [ "$KIND" = throughput ]; then
     'BEGIN { printf "produce msg/s: shardlog bench %.0f, rdkafka_performance %.0f, ratio %.3f", o, r, (r > 0) ? o / r : 0 }')
 fi
 
+BEFORE_LINE=
+if [ -n "$CLIENT_BEFORE" ] && [ "$KIND" = throughput ]; then
+  BEFORE_CMD=("$CLIENT_BEFORE" bench --bootstrap "$BOOTSTRAP" produce --topic "$TOPIC-before"
+    --partitions "$PARTITIONS" "${PRODUCER[@]}" --duration "$DURATION" --warmup "$WARMUP"
+    --json "$OUT/produce-before.json")
+  COMMANDS+=("${BEFORE_CMD[*]}")
+  echo "== the earlier client: $CLIENT_BEFORE bench produce" >&2
+  "${BEFORE_CMD[@]}" 2>"$WORK/produce-before.progress" | tee "$OUT/produce-before.log"
+  NOW=$(sed -n 's/^  "throughput_msgs_per_s": \([0-9.]*\),$/\1/p' "$OUT/produce.json")
+  THEN=$(sed -n 's/^  "throughput_msgs_per_s": \([0-9.]*\),$/\1/p' "$OUT/produce-before.json")
+  BEFORE_LINE=$(awk -v n="$NOW" -v b="$THEN" \
+    'BEGIN { printf "produce msg/s: this client %.0f, the earlier client %.0f, ratio %.3f", n, b, (b > 0) ? n / b : 0 }')
+fi
+
 echo "== stopping the broker" >&2
 stop_broker
 
@@ -134,6 +152,11 @@ DIRTY=$(git status --porcelain -- src Cargo.toml Cargo.lock | wc -l)
   if [ -n "$BASELINE_LINE" ]; then
     echo "## baseline (same broker, same run)"
     echo "$BASELINE_LINE"
+    echo
+  fi
+  if [ -n "$BEFORE_LINE" ]; then
+    echo "## the earlier client (same broker, same run): ${CLIENT_BEFORE_LABEL:-$CLIENT_BEFORE}"
+    echo "$BEFORE_LINE"
     echo
   fi
   echo "## Environment"
