@@ -991,8 +991,8 @@ impl Inner {
                     let mut rest = std::collections::VecDeque::new();
                     let mut bytes = 0;
                     for queued in queue.waiting.drain(..) {
-                        let full = !taken.is_empty()
-                            && bytes + queued.records.len() > REQUEST_BYTES_MAX;
+                        let full =
+                            !taken.is_empty() && bytes + queued.records.len() > REQUEST_BYTES_MAX;
                         if full || taken.iter().any(|t| t.slot == queued.slot) {
                             rest.push_back(queued);
                         } else {
