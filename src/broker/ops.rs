@@ -113,63 +113,10 @@ pub fn produce_local(
             continue;
         };
         let config = log.config();
-        let validated = batch::validate_record_set(&records, config.max_message_bytes as usize)
-            .and_then(|headers| {
-                let keyless = if config.cleanup_policy.compact {
-                    batch::keyless_records(&records, &headers)?
-                } else {
-                    Vec::new()
-                };
-                if config.timestamp_type == TimestampType::CreateTime {
-                    let before = config.timestamp_before_window_ms();
-                    let after = config.timestamp_after_window_ms();
-                    batch::check_timestamps(&headers, now, before, after)?;
-                }
-                Ok((headers, keyless))
-            });
-        let headers = match validated {
-            Ok((_, keyless)) if !keyless.is_empty() => {
-                let mut refused = ProduceResult::refused(
-                    &batch.topic,
-                    partition,
-                    code::INVALID_RECORD,
-                    &format_args!(
-                        "{} of the records have no key, which a compacted topic requires",
-                        keyless.len()
-                    ),
-                );
-                let reason = format!(
-                    "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
-                    batch.topic
-                );
-                refused.record_errors = keyless.into_iter().map(|i| (i, reason.clone())).collect();
-                results.push(refused);
-                continue;
-            }
-            Ok((headers, _)) => Ok(headers),
-            Err(e) => Err(e),
-        };
-        let headers = match headers {
-            Ok(headers) => headers,
-            Err(e) => {
-                results.push(ProduceResult::refused(
-                    &batch.topic,
-                    partition,
-                    e.kafka_code(),
-                    &e,
-                ));
-                continue;
-            }
-        };
-        let (records, headers) = match stored_form(&config, records, headers) {
+        let (records, headers) = match stored_records(&config, records, now) {
             Ok(stored) => stored,
-            Err(e) => {
-                results.push(ProduceResult::refused(
-                    &batch.topic,
-                    partition,
-                    e.kafka_code(),
-                    &e,
-                ));
+            Err(refusal) => {
+                results.push(refusal.into_result(&batch.topic, partition));
                 continue;
             }
         };
@@ -234,6 +181,63 @@ pub fn produce_local(
         }
         results
     }
+}
+
+/// Why a produced record set is not appended.
+enum Refusal {
+    Batch(batch::BatchError),
+    /// Records without a key on a compacted topic, by index in the set (KIP-467).
+    Keyless(Vec<i32>),
+    Recompress(recompress::RecompressError),
+}
+
+impl Refusal {
+    fn into_result(self, topic: &str, partition: i32) -> ProduceResult {
+        match self {
+            Refusal::Batch(e) => ProduceResult::refused(topic, partition, e.kafka_code(), &e),
+            Refusal::Recompress(e) => ProduceResult::refused(topic, partition, e.kafka_code(), &e),
+            Refusal::Keyless(indexes) => {
+                let mut refused = ProduceResult::refused(
+                    topic,
+                    partition,
+                    code::INVALID_RECORD,
+                    &format_args!(
+                        "{} of the records have no key, which a compacted topic requires",
+                        indexes.len()
+                    ),
+                );
+                let reason = format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                );
+                refused.record_errors = indexes.into_iter().map(|i| (i, reason.clone())).collect();
+                refused
+            }
+        }
+    }
+}
+
+/// Checks a produced record set against the topic's rules (the batches themselves, a key on
+/// every record of a compacted topic, the CreateTime window) and gives it in the form the
+/// topic stores.
+fn stored_records(
+    config: &TopicConfig,
+    records: BytesMut,
+    now: i64,
+) -> Result<(BytesMut, Vec<BatchHeader>), Refusal> {
+    let headers = batch::validate_record_set(&records, config.max_message_bytes as usize)
+        .map_err(Refusal::Batch)?;
+    if config.cleanup_policy.compact {
+        let keyless = batch::keyless_records(&records, &headers).map_err(Refusal::Batch)?;
+        if !keyless.is_empty() {
+            return Err(Refusal::Keyless(keyless));
+        }
+    }
+    if config.timestamp_type == TimestampType::CreateTime {
+        let before = config.timestamp_before_window_ms();
+        let after = config.timestamp_after_window_ms();
+        batch::check_timestamps(&headers, now, before, after).map_err(Refusal::Batch)?;
+    }
+    stored_form(config, records, headers).map_err(Refusal::Recompress)
 }
 
 /// The record set as the topic stores it: as produced under `compression.type=producer` (or
