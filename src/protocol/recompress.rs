@@ -393,4 +393,34 @@ mod tests {
         let error = recompress(&input, &headers, target, 100).unwrap_err();
         assert_eq!(error.kafka_code(), 10);
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes after a valid header, every codec's decompression answers with
+        /// an error or a bounded section, and recompressing a set built on them never panics.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            codec in 0i16..5,
+            target in 0i16..5,
+        ) {
+            if let Ok(raw) = decompress(codec, &payload) {
+                proptest::prop_assert!(raw.len() <= DECOMPRESSED_BYTES_MAX);
+            }
+            let mut out = BytesMut::new();
+            let _ = compress(Target { codec: target, level: 3 }, &payload, &mut out);
+            // A validated header in front of garbage records of any codec.
+            let mut batch = encoded(Compression::None, 3);
+            batch.truncate(HEADER_BYTES);
+            batch.extend_from_slice(&payload);
+            let length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+            batch[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+            let attributes = codec;
+            batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+            let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+            batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            if let Ok(headers) = batch::validate_record_set(&batch, usize::MAX) {
+                let _ = recompress(&batch, &headers, Target { codec: target, level: 1 }, usize::MAX);
+            }
+        }
+    }
 }
