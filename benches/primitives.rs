@@ -142,7 +142,7 @@ fn mesh_round_trips(count: u64) -> Duration {
     };
     let done = Arc::new(AtomicBool::new(false));
     let (report, took) = std::sync::mpsc::channel();
-    shardlog::runtime::run_shards(&spec, Default::default(), |shard| {
+    shardlog::runtime::run_shards(&spec, |shard| {
         let seed = seed.clone();
         let done = done.clone();
         let report = report.clone();

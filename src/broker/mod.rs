@@ -74,7 +74,7 @@ pub fn run(
     let config = Arc::new(config);
     let seed = MeshSeed::new(spec.count);
     let on_ready = Arc::new(on_ready);
-    runtime::run_shards(&spec, stop.clone(), |id| {
+    runtime::run_shards(&spec, |id| {
         let config = config.clone();
         let seed = seed.clone();
         let stop = stop.clone();

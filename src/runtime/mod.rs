@@ -36,25 +36,12 @@ pub struct ShardSpec {
 
 /// Starts `spec.count` executors; shard `i` runs the future that `make(i)()` returns. Waits for
 /// all of them and returns the first error any shard returned.
-///
-/// Once `stopping` is set, shards that have not finished are kicked every 100 ms: a
-/// signal whose handler does nothing, which makes a shard parked in `io_uring_enter` return
-/// from it. glommio 0.9 can park an executor that still has runnable tasks (when the preemption
-/// timer had fired before it ran any); nothing then wakes it, not its own timers nor messages
-/// from other shards, and a stop would wait for ever. The kick gives it another turn of its
-/// loop, which runs them.
-pub fn run_shards<M, F, Fut>(
-    spec: &ShardSpec,
-    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    mut make: M,
-) -> anyhow::Result<()>
+pub fn run_shards<M, F, Fut>(spec: &ShardSpec, mut make: M) -> anyhow::Result<()>
 where
     M: FnMut(ShardId) -> F,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + 'static,
 {
-    use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
     let cores: Vec<usize> = if spec.pinning {
         core_affinity::get_core_ids()
             .unwrap_or_default()
@@ -64,10 +51,6 @@ where
     } else {
         Vec::new()
     };
-    install_kick_handler();
-    // Each shard's thread, once it runs, and whether its body has returned.
-    let threads: Arc<Mutex<Vec<ShardThread>>> =
-        Arc::new(Mutex::new(vec![ShardThread::default(); spec.count]));
     let mut handles = Vec::with_capacity(spec.count);
     for shard in 0..spec.count {
         let placement = match cores.get(shard % cores.len().max(1)) {
@@ -75,18 +58,6 @@ where
             _ => glommio::Placement::Unbound,
         };
         let body = make(shard);
-        let threads = threads.clone();
-        let body = move || {
-            // SAFETY: pthread_self has no preconditions.
-            let me = unsafe { libc::pthread_self() };
-            lock(&threads)[shard].thread = Some(me);
-            let done = ShardDone { threads, shard };
-            async move {
-                let result = body().await;
-                drop(done);
-                result
-            }
-        };
         let builder = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{shard}"))
             .io_memory(spec.io_memory_bytes)
@@ -95,42 +66,6 @@ where
             .spawn(body)
             .map_err(|e| explain_start_error(shard, e))?;
         handles.push(handle);
-    }
-    // Joining waits until every body has returned; until then a shard's thread is alive, so a
-    // kick never reaches a thread that is gone.
-    let (mut kicks, mut polls) = (0u32, 0u32);
-    loop {
-        let pending: Vec<libc::pthread_t> = lock(&threads)
-            .iter()
-            .filter(|t| !t.finished)
-            .filter_map(|t| t.thread)
-            .collect();
-        let unstarted = lock(&threads)
-            .iter()
-            .any(|t| !t.finished && t.thread.is_none());
-        if pending.is_empty() && !unstarted {
-            break;
-        }
-        polls += 1;
-        if stopping.load(Ordering::Relaxed) && polls % KICK_EVERY_POLLS == 0 {
-            kicks += 1;
-
-            for thread in pending {
-                // SAFETY: the thread is alive (its body has not returned, so it is not joined).
-                unsafe {
-                    libc::pthread_kill(thread, KICK_SIGNAL);
-                }
-            }
-        }
-        let stopping_now = stopping.load(Ordering::Relaxed);
-        std::thread::sleep(if stopping_now {
-            FINISH_POLL
-        } else {
-            FINISH_POLL * 10
-        });
-    }
-    if kicks > 0 {
-        tracing::debug!(kicks, "shards kicked while stopping");
     }
     let mut first_error = None;
     for handle in handles {
@@ -145,54 +80,6 @@ where
         }
     }
     first_error.map_or(Ok(()), Err)
-}
-
-/// The signal that kicks a parked shard: ignored by default, and used for nothing else here.
-const KICK_SIGNAL: libc::c_int = libc::SIGURG;
-/// How often the starting thread looks for shards that have finished once a stop is asked (ten
-/// times less often before).
-const FINISH_POLL: Duration = Duration::from_millis(5);
-/// A stopping shard that has not finished is kicked every this many looks (100 ms).
-const KICK_EVERY_POLLS: u32 = 20;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct ShardThread {
-    thread: Option<libc::pthread_t>,
-    finished: bool,
-}
-
-/// Marks a shard's body as returned when dropped (also when it panics).
-struct ShardDone {
-    threads: std::sync::Arc<std::sync::Mutex<Vec<ShardThread>>>,
-    shard: ShardId,
-}
-
-impl Drop for ShardDone {
-    fn drop(&mut self) {
-        lock(&self.threads)[self.shard].finished = true;
-    }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-extern "C" fn on_kick(_: libc::c_int) {}
-
-/// A handler that does nothing, without SA_RESTART, so that the kick interrupts the
-/// `io_uring_enter` a parked shard sleeps in.
-fn install_kick_handler() {
-    // SAFETY: a zeroed sigaction with a handler that touches nothing is valid; the empty mask
-    // and flags (no SA_RESTART) are what the kick needs.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        action.sa_flags = 0;
-        libc::sigaction(KICK_SIGNAL, &action, std::ptr::null_mut());
-    }
 }
 
 fn explain_start_error(shard: ShardId, e: impl std::fmt::Display) -> anyhow::Error {
