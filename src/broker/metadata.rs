@@ -1,19 +1,23 @@
 //! Cluster metadata: the topic table, the dynamic configs, and where each partition lives.
 //!
-//! The controller (shard 0) is the only writer: it validates changes, persists the tables
-//! (`{log.dir}/__cluster/topics.bin` and, beside it, `configs.bin` with the dynamic broker and
-//! group configs; rkyv, each replaced atomically) and then hands every shard an immutable
-//! image. Shards read their image without locks; a new image replaces it whole. The image
-//! carries this broker's effective config (static keys with the dynamic ones laid over them),
-//! from which topic defaults and the applied dynamic keys are read.
+//! The cluster's metadata log (`crate::cluster`) is the source; shard 0 builds an immutable
+//! image of each applied state and hands it to every shard. Shards read their image without
+//! locks; a new image replaces it whole. The image carries this broker's effective config
+//! (static keys with the dynamic ones laid over them), from which topic defaults and the
+//! applied dynamic keys are read, and each partition's replicas, leader and leader epoch.
+//! The table types and files here (`topics.bin`, `configs.bin`) are the single-node format
+//! from before the metadata log, read once to import an old data directory.
 //!
-//! Placement rule: partition `p` of topic `t` is owned by shard `(crc32c(t) + p) % shards`, so a
-//! topic's partitions are spread round-robin over the shards from a per-topic starting point.
+//! Placement within a broker: partition `p` of topic `t` is owned by shard
+//! `(crc32c(t) + p) % shards`, so a topic's partitions are spread round-robin over the shards
+//! from a per-topic starting point. Which brokers hold it is the controller's choice
+//! (`cluster::controller::assign`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cluster::state::{BrokerRegistration, ClusterState, PartitionState, TopicState};
 use crate::config::{BrokerConfig, GroupConfig, TopicConfig};
 use crate::runtime::ShardId;
 
@@ -94,20 +98,37 @@ impl ConfigTable {
     }
 }
 
-/// A topic as shards see it: its record plus the effective config.
+/// A topic as shards see it: its record, its partitions' replicas and leaders, and the
+/// effective config.
 #[derive(Debug, Clone)]
 pub struct Topic {
     pub record: TopicRecord,
+    pub partitions: Vec<PartitionState>,
     pub config: TopicConfig,
     pub overrides: BTreeMap<String, String>,
+}
+
+impl Topic {
+    pub fn partition(&self, partition: i32) -> Option<&PartitionState> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.partitions.get(p))
+    }
 }
 
 /// An immutable view of the cluster that every shard holds.
 #[derive(Debug, Default)]
 pub struct Image {
+    /// The metadata log index this image reflects.
     pub version: u64,
+    /// This broker's node id.
+    pub me: i32,
     pub topics: BTreeMap<String, Topic>,
     pub by_id: BTreeMap<[u8; 16], String>,
+    /// Every registered broker, fenced or not.
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// The active controller, when one is known.
+    pub controller: Option<i32>,
     /// The dynamic configs as stored.
     pub configs: ConfigTable,
     /// This broker's effective config: the static one with the dynamic configs over it.
@@ -117,10 +138,15 @@ pub struct Image {
 }
 
 impl Image {
-    /// The image of `table` and `configs` for the broker whose static config is `static_config`.
+    /// The image of the cluster `state` for the broker whose static config is `static_config`.
     /// A stored config that no longer passes the checks (the static file changed under it)
     /// is logged and left out, as a stored topic config is.
-    pub fn build(table: &TopicTable, configs: &ConfigTable, static_config: &BrokerConfig) -> Image {
+    pub fn build(
+        state: &ClusterState,
+        static_config: &BrokerConfig,
+        controller: Option<i32>,
+    ) -> Image {
+        let configs = &state.configs;
         let broker = static_config
             .with_dynamic(
                 &configs.broker_default(),
@@ -143,13 +169,17 @@ impl Image {
         }
         let broker = Arc::new(broker);
         let mut image = Image {
-            version: table.version,
+            version: state.applied_index,
+            me: static_config.broker_id,
+            brokers: state.brokers.clone(),
+            controller,
             configs: configs.clone(),
             broker: broker.clone(),
             groups,
             ..Image::default()
         };
-        for record in &table.topics {
+        for topic in state.topics.values() {
+            let record = &topic.record;
             let overrides: BTreeMap<String, String> = record.overrides.iter().cloned().collect();
             let config = TopicConfig::with_overrides(
                 &broker.topic_defaults,
@@ -164,11 +194,39 @@ impl Image {
                 record.name.clone(),
                 Topic {
                     record: record.clone(),
+                    partitions: topic.partitions.clone(),
                     config,
                     overrides,
                 },
             );
         }
+        image
+    }
+
+    /// The image of a lone broker holding every partition of `table` (tests and tools).
+    pub fn single_node(
+        table: &TopicTable,
+        configs: &ConfigTable,
+        static_config: &BrokerConfig,
+    ) -> Image {
+        let mut state = ClusterState {
+            configs: configs.clone(),
+            ..ClusterState::default()
+        };
+        for record in &table.topics {
+            let partitions = (0..record.partitions)
+                .map(|_| PartitionState::new(vec![static_config.broker_id]))
+                .collect();
+            state.topics.insert(
+                record.name.clone(),
+                TopicState {
+                    record: record.clone(),
+                    partitions,
+                },
+            );
+        }
+        let mut image = Image::build(&state, static_config, Some(static_config.broker_id));
+        image.version = table.version;
         image
     }
 
@@ -195,6 +253,28 @@ impl Image {
         self.topics
             .get(name)
             .is_some_and(|t| partition >= 0 && (partition as u32) < t.record.partitions)
+    }
+
+    /// The partition's state, if the topic and partition exist.
+    pub fn partition(&self, name: &str, partition: i32) -> Option<&PartitionState> {
+        self.topics.get(name)?.partition(partition)
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn leads(&self, name: &str, partition: i32) -> bool {
+        self.partition(name, partition)
+            .is_some_and(|p| p.leader == self.me)
+    }
+
+    /// Whether this broker holds a replica of the partition (it keeps its log).
+    pub fn hosts(&self, name: &str, partition: i32) -> bool {
+        self.partition(name, partition)
+            .is_some_and(|p| p.replicas.contains(&self.me))
+    }
+
+    /// A broker clients may be sent to: registered and not fenced.
+    pub fn live_broker(&self, id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&id).filter(|b| !b.fenced)
     }
 }
 
@@ -233,62 +313,16 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-/// Producer ids are reserved on disk in blocks, so none is given out twice, even across a crash,
-/// without a sync per id.
-pub const PRODUCER_ID_BLOCK: i64 = 1000;
 const PRODUCER_IDS_FILE: &str = "producer_ids";
 
-/// The controller's producer id allocator: `next` up to the durably reserved `end`.
-#[derive(Debug, Default)]
-pub struct ProducerIds {
-    range: std::cell::Cell<Option<(i64, i64)>>,
-}
-
-impl ProducerIds {
-    pub fn allocate(&self, data_dir: &Path) -> Result<i64, String> {
-        let (next, end) = match self.range.get() {
-            Some(range) => range,
-            None => {
-                // Whatever was reserved before a restart may have been handed out: skip it.
-                let end = read_reserved_end(data_dir)?;
-                (end, end)
-            }
-        };
-        let end = if next >= end {
-            let end = next + PRODUCER_ID_BLOCK;
-            write_reserved_end(data_dir, end)
-                .map_err(|e| format!("cannot reserve producer ids: {e}"))?;
-            end
-        } else {
-            end
-        };
-        self.range.set(Some((next + 1, end)));
-        Ok(next)
-    }
-}
-
-fn read_reserved_end(data_dir: &Path) -> Result<i64, String> {
+/// The end of the producer ids a single-node data directory from before the metadata log had
+/// reserved (0 if none): the metadata log starts its blocks there.
+pub fn read_legacy_producer_ids(data_dir: &Path) -> i64 {
     let path = data_dir.join(CLUSTER_DIR).join(PRODUCER_IDS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| format!("{} is unreadable: {text:?}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-fn write_reserved_end(data_dir: &Path, end: i64) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = data_dir.join(CLUSTER_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{PRODUCER_IDS_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    writeln!(file, "{end}")?;
-    file.sync_data()?;
-    std::fs::rename(&tmp, dir.join(PRODUCER_IDS_FILE))?;
-    std::fs::File::open(&dir)?.sync_all()
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn load_table(data_dir: &Path) -> anyhow::Result<TopicTable> {
@@ -364,21 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn producer_ids_never_repeat_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = ProducerIds::default();
-        let a: Vec<i64> = (0..5)
-            .map(|_| first.allocate(dir.path()).unwrap())
-            .collect();
-        assert_eq!(a, vec![0, 1, 2, 3, 4]);
-        // A restart skips the rest of the reserved block.
-        let second = ProducerIds::default();
-        assert_eq!(second.allocate(dir.path()).unwrap(), PRODUCER_ID_BLOCK);
-        let third = ProducerIds::default();
-        assert_eq!(third.allocate(dir.path()).unwrap(), 2 * PRODUCER_ID_BLOCK);
-    }
-
-    #[test]
     fn table_round_trips_through_disk() {
         let dir = tempfile::tempdir().unwrap();
         let table = TopicTable {
@@ -411,7 +430,7 @@ mod tests {
         let loaded = load_configs(dir.path()).unwrap();
         assert_eq!(loaded, configs);
 
-        let image = Image::build(&TopicTable::default(), &loaded, &BrokerConfig::default());
+        let image = Image::single_node(&TopicTable::default(), &loaded, &BrokerConfig::default());
         assert_eq!(image.broker.topic_defaults.retention_ms, 1000);
         assert_eq!(image.broker.dynamic_broker["background.threads"], "9");
         assert_eq!(image.group_config("g").session_timeout_ms, 50_000);

@@ -1,9 +1,12 @@
 //! The broker: shards that own partitions, speak Kafka on every core, and pass messages.
 //!
-//! Start-up: every shard joins the mesh; shard 0 (the controller) loads the topic table and
-//! publishes it, each shard opens (recovers) the partitions it owns; then shard 0 binds the
-//! listener and tells the others its port, and every shard accepts on it (SO_REUSEPORT).
-//! With `metrics.listener` set, shard 0 also serves the Prometheus endpoint (`metrics`).
+//! Start-up: every port is probed first (a taken one stops the broker at once); every shard
+//! joins the mesh; shard 0 binds the listener and starts the cluster node (`crate::cluster`):
+//! the quorum voter, whose traffic shares the port, and this broker's registration. Each
+//! metadata state the node applies is published to every shard, which opens (recovers) the
+//! partitions it holds. Once the broker is registered and unfenced, shard 0 tells the others
+//! its port and every shard accepts on it (SO_REUSEPORT). With `metrics.listener` set, shard 0
+//! also serves the Prometheus endpoint (`metrics`).
 //! Shutdown (SIGTERM/SIGINT): stop accepting, finish in-flight requests, sync and close logs.
 
 pub mod api;
@@ -59,6 +62,19 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("cannot resolve listener {listener}: {e}"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("listener {listener} resolves to nothing"))?;
+    if config.process_roles != crate::config::ProcessRoles::Combined {
+        anyhow::bail!(
+            "process.roles={}: only combined nodes (broker,controller) are served so far",
+            config.process_roles.as_str()
+        );
+    }
+    // Every port is checked before anything starts, so a broker that cannot have one stops
+    // at once with a message naming the key (and a second broker on the same port is caught:
+    // the listener's SO_REUSEPORT would otherwise let it share the port).
+    probe_port(bind, &format!("listeners ({listener})"))?;
+    if let Some(address) = config.metrics_listener {
+        probe_port(address, "metrics.listener")?;
+    }
     let spec = ShardSpec {
         count: config.num_shards,
         pinning: config.shard_pinning,
@@ -104,24 +120,13 @@ async fn run_shard(
     runtime::spawn(watch_stop(shard.clone(), stop, count));
     runtime::spawn(shard.storage.clone().run_flusher());
     let listen = shard.wait_listen();
-    let listener = if id == 0 {
-        let table = metadata::load_table(config.data_dir())?;
-        let configs = metadata::load_configs(config.data_dir())?;
-        let image = Arc::new(metadata::Image::build(&table, &configs, &config));
-        shard.publish_image(image).await?;
+    if id == 0 {
+        // The quorum's traffic shares the Kafka port: shard 0 listens from the start, and
+        // clients' requests wait there until this broker has joined the cluster.
         let listener =
             Listener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let local = listener.local_addr()?;
         shard.port.set(local.port());
-        for peer in 1..count {
-            shard.call(peer, ShardRequest::Listen(local.port())).await;
-        }
-        tracing::info!(
-            address = %local,
-            partitions = shard.image().topics.values().map(|t| t.record.partitions as usize).sum::<usize>(),
-            startup_ms = started.elapsed().as_secs_f64() * 1e3,
-            "broker ready"
-        );
         let metrics = match config.metrics_listener {
             Some(address) => {
                 let endpoint = Listener::bind_exclusive(address).map_err(|e| {
@@ -134,11 +139,44 @@ async fn run_shard(
             }
             None => None,
         };
+        let node = crate::cluster::Node::open(config.clone())?;
+        let _ = shard.cluster.set(node.clone());
+        node.start(&shard);
+        let accepting = {
+            let shard = shard.clone();
+            runtime::spawn_task(async move { accept_loop(&shard, listener).await })
+        };
+        let joined = futures::select_biased! {
+            _ = node.wait_ready().fuse() => true,
+            _ = shard.shutdown_signal().fuse() => false,
+        };
+        if !joined {
+            tracing::info!(shard = id, "stopped before joining the cluster");
+            accepting.await;
+            tell_drained(&shard, count);
+            shard.close_logs().await;
+            return Ok(());
+        }
+        for peer in 1..count {
+            shard.call(peer, ShardRequest::Listen(local.port())).await;
+        }
+        tracing::info!(
+            address = %local,
+            node = config.broker_id,
+            partitions = shard.logs.borrow().len(),
+            startup_ms = started.elapsed().as_secs_f64() * 1e3,
+            "broker ready"
+        );
         on_ready(Listening {
             kafka: local,
             metrics,
         });
-        listener
+        runtime::spawn(shard.clone().run_housekeeping());
+        runtime::spawn(group::run_ticks(shard.clone()));
+        runtime::spawn(shard.clone().run_cleaner());
+        accepting.await;
+        // Controlled shutdown: leadership moves away before the connections close.
+        node.shut_down().await;
     } else {
         // A stop during start-up (shard 0 may have failed, or the stop came first) ends this
         // shard too, instead of leaving it waiting for a port that will not come.
@@ -155,12 +193,13 @@ async fn run_shard(
         shard.port.set(port);
         let mut address = bind;
         address.set_port(port);
-        Listener::bind(address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?
-    };
-    runtime::spawn(shard.clone().run_housekeeping());
-    runtime::spawn(group::run_ticks(shard.clone()));
-    runtime::spawn(shard.clone().run_cleaner());
-    accept_loop(&shard, listener).await;
+        let listener = Listener::bind(address)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+        runtime::spawn(shard.clone().run_housekeeping());
+        runtime::spawn(group::run_ticks(shard.clone()));
+        runtime::spawn(shard.clone().run_cleaner());
+        accept_loop(&shard, listener).await;
+    }
     // Drain: connections stop reading at the shutdown signal and finish what they started.
     let deadline = Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
     while shard.connections.get() > 0 && Instant::now() < deadline {
@@ -177,6 +216,17 @@ async fn run_shard(
     shard.close_logs().await;
     tracing::info!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Fails when `address` cannot be bound (in use, not local, no permission). Port 0 always
+/// binds. The probe holds the port only for the check.
+fn probe_port(address: SocketAddr, key: &str) -> anyhow::Result<()> {
+    if address.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address} ({key}): {e}"))
 }
 
 /// Tells every peer this shard will call on no one again (`ShardRequest::Drained`).

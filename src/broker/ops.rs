@@ -6,12 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::metadata::{self, ConfigTable, Image, TopicRecord};
+use super::metadata::{self, ConfigTable, TopicRecord};
+use crate::cluster::controller::assign;
+use crate::cluster::state::{Applied, ClusterState, MetadataRecord, TopicState};
+use crate::cluster::wire::{ControllerAnswer, ControllerCall};
 use super::shard::{Shard, TopicPartition};
 use crate::config::{
     self, BrokerConfig, GroupConfig, TimestampType, TopicCompression, TopicConfig,
@@ -564,7 +567,7 @@ pub async fn list_offsets_local(
 // ---------------------------------------------------------------------------------------------
 // Controller operations (run on shard 0)
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopicSpec {
     pub name: String,
     /// -1: the broker default.
@@ -574,7 +577,7 @@ pub struct CreateTopicSpec {
     pub configs: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     /// AlterConfigs: the given set replaces all overrides.
     Replace(Vec<(String, String)>),
@@ -583,7 +586,7 @@ pub enum ConfigChange {
 }
 
 /// A resource whose configs live in the controller's config table rather than on a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DynamicResource {
     /// A broker id, or the empty name for the cluster-wide default.
     Broker(String),
@@ -591,7 +594,7 @@ pub enum DynamicResource {
     Group(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ControlRequest {
     CreateTopics {
         topics: Vec<CreateTopicSpec>,
@@ -613,7 +616,7 @@ pub enum ControlRequest {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ControlOutcome {
     pub name: String,
     pub error_code: i16,
@@ -664,15 +667,94 @@ pub type ControlReply = Vec<ControlOutcome>;
 /// Partitions a topic may have: a bound so one request cannot make a shard open millions of files.
 pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 
+/// Serves a controller request on shard 0: here when this node is the active controller,
+/// else forwarded to it (any broker takes topic and config changes, as Kafka's do).
 pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply {
-    assert_eq!(shard.id, 0, "controller requests go to shard 0");
-    let _permit = shard.control_lock.acquire_permit(1).await;
+    let Some(node) = shard.cluster.get().cloned() else {
+        return refuse_all(&request, code::NOT_CONTROLLER, "controller requests go to shard 0");
+    };
+    if node.leader() == Some(node.me) {
+        return control_as_controller(shard, &node, request).await.0;
+    }
+    match node
+        .call_controller(ControllerCall::Control(request.clone()))
+        .await
+    {
+        ControllerAnswer::Control(outcomes, index) => {
+            // Answer once this broker sees the change too, so the client's next request here
+            // finds it (bounded: the change is committed whatever happens here).
+            let _ = runtime::timeout(Duration::from_secs(5), node.wait_published(index)).await;
+            outcomes
+        }
+        ControllerAnswer::NotController { .. } => refuse_all(
+            &request,
+            code::NOT_CONTROLLER,
+            "no active controller: the controller quorum has no leader",
+        ),
+        other => refuse_all(
+            &request,
+            code::REQUEST_TIMED_OUT,
+            &format!("the controller did not answer: {other:?}"),
+        ),
+    }
+}
+
+/// The resource names a request is about, in request order.
+fn request_names(request: &ControlRequest) -> Vec<String> {
+    match request {
+        ControlRequest::CreateTopics { topics, .. } => {
+            topics.iter().map(|t| t.name.clone()).collect()
+        }
+        ControlRequest::DeleteTopics(names) => names.clone(),
+        ControlRequest::CreatePartitions { topics, .. } => {
+            topics.iter().map(|(name, _)| name.clone()).collect()
+        }
+        ControlRequest::AlterConfigs { topics, .. } => {
+            topics.iter().map(|(name, _)| name.clone()).collect()
+        }
+        ControlRequest::AlterDynamicConfigs { resources, .. } => resources
+            .iter()
+            .map(|(resource, _)| match resource {
+                DynamicResource::Broker(name) | DynamicResource::Group(name) => name.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn refuse_all(request: &ControlRequest, error_code: i16, message: &str) -> ControlReply {
+    request_names(request)
+        .iter()
+        .map(|name| ControlOutcome::error(name, error_code, message))
+        .collect()
+}
+
+/// Validates a change against the applied cluster state, proposes its records to the quorum
+/// and answers once they are committed and applied on this broker's shards.
+pub async fn control_as_controller(
+    shard: &Rc<Shard>,
+    node: &Rc<crate::cluster::Node>,
+    request: ControlRequest,
+) -> (ControlReply, u64) {
+    let _permit = node.control_lock.acquire_permit(1).await;
+    if !node.is_leader() {
+        let refused = refuse_all(
+            &request,
+            code::NOT_CONTROLLER,
+            "this broker is not the active controller",
+        );
+        return (refused, 0);
+    }
+    let state = node.state();
     let image = shard.image();
-    let mut table = image.to_table();
-    let mut configs = image.configs.clone();
+    let mut table = metadata::TopicTable {
+        version: state.applied_index,
+        topics: state.topics.values().map(|t| t.record.clone()).collect(),
+    };
+    let mut configs = state.configs.clone();
     let config = &*image.broker;
     let mut outcomes = Vec::new();
-    let mut changed = false;
+    // Each record with the outcome it answers for (None: several, as SetConfigs).
+    let mut records: Vec<(MetadataRecord, Option<usize>)> = Vec::new();
     let mut configs_changed = false;
     let mut dry_run = false;
     match request {
@@ -682,8 +764,30 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
         } => {
             dry_run = validate_only;
             for spec in topics {
-                let outcome = create_topic(&mut table, spec, config);
-                changed |= outcome.error_code == code::NONE;
+                let mut outcome = create_topic(&mut table, spec, config);
+                if outcome.error_code == code::NONE {
+                    let record = table.topics.last().cloned().expect("created above");
+                    match assign(
+                        &state,
+                        &record.name,
+                        0,
+                        record.partitions,
+                        record.replication_factor,
+                    ) {
+                        Ok(partitions) => records.push((
+                            MetadataRecord::CreateTopic(TopicState { record, partitions }),
+                            Some(outcomes.len()),
+                        )),
+                        Err(e) => {
+                            table.topics.pop();
+                            outcome = ControlOutcome::error(
+                                &outcome.name,
+                                code::INVALID_REPLICATION_FACTOR,
+                                e,
+                            );
+                        }
+                    }
+                }
                 outcomes.push(outcome);
             }
         }
@@ -708,8 +812,14 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                 match table.topics.iter().position(|t| t.name == name) {
                     Some(index) => {
                         let record = table.topics.remove(index);
+                        records.push((
+                            MetadataRecord::DeleteTopic {
+                                name: record.name.clone(),
+                                id: record.id,
+                            },
+                            Some(outcomes.len()),
+                        ));
                         outcomes.push(ControlOutcome::ok(&record));
-                        changed = true;
                     }
                     None => outcomes.push(ControlOutcome::error(
                         &name,
@@ -744,9 +854,32 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                     ));
                     continue;
                 }
+                let added = match assign(
+                    &state,
+                    &name,
+                    record.partitions,
+                    count as u32 - record.partitions,
+                    record.replication_factor,
+                ) {
+                    Ok(added) => added,
+                    Err(e) => {
+                        outcomes.push(ControlOutcome::error(
+                            &name,
+                            code::INVALID_REPLICATION_FACTOR,
+                            e,
+                        ));
+                        continue;
+                    }
+                };
                 record.partitions = count as u32;
+                records.push((
+                    MetadataRecord::AddPartitions {
+                        name: name.clone(),
+                        partitions: added,
+                    },
+                    Some(outcomes.len()),
+                ));
                 outcomes.push(ControlOutcome::ok(record));
-                changed = true;
             }
         }
         ControlRequest::AlterConfigs {
@@ -822,8 +955,14 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
                     continue;
                 }
                 record.overrides = overrides.into_iter().collect();
+                records.push((
+                    MetadataRecord::SetTopicConfig {
+                        name: name.clone(),
+                        overrides: record.overrides.clone(),
+                    },
+                    Some(outcomes.len()),
+                ));
                 outcomes.push(ControlOutcome::ok(record));
-                changed = true;
             }
         }
         ControlRequest::AlterDynamicConfigs {
@@ -834,7 +973,7 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
             for (resource, change) in resources {
                 let outcome = match &resource {
                     DynamicResource::Broker(name) => {
-                        alter_broker_configs(&mut configs, &shard.config, name, change)
+                        alter_broker_configs(&mut configs, &shard.config, &state, name, change)
                     }
                     DynamicResource::Group(name) => {
                         alter_group_configs(&mut configs, config, name, change)
@@ -845,34 +984,35 @@ pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply
             }
         }
     }
-    if !(changed || configs_changed) || dry_run {
-        return outcomes;
-    }
-    let data_dir = shard.config.data_dir();
-    let stored = if configs_changed {
+    if configs_changed {
         configs.version += 1;
-        metadata::store_configs(data_dir, &configs)
-    } else {
-        table.version += 1;
-        metadata::store_table(data_dir, &table)
-    };
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "cannot persist the cluster metadata");
-        for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
-            outcome.error_code = code::KAFKA_STORAGE_ERROR;
-            outcome.message = Some(e.to_string());
-        }
-        return outcomes;
+        records.push((MetadataRecord::SetConfigs(configs), None));
     }
-    let image = Arc::new(Image::build(&table, &configs, &shard.config));
-    if let Err(e) = shard.publish_image(image).await {
-        tracing::error!(error = %e, "cannot apply the topic table");
-        for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
-            outcome.error_code = code::KAFKA_STORAGE_ERROR;
-            outcome.message = Some(e.to_string());
+    if records.is_empty() || dry_run {
+        return (outcomes, 0);
+    }
+    let mut index = 0;
+    let (records, answers_for): (Vec<MetadataRecord>, Vec<Option<usize>>) =
+        records.into_iter().unzip();
+    match node.propose_and_publish(records).await {
+        Ok(committed) => {
+            index = committed.index;
+            for (answer, at) in committed.answers.iter().zip(answers_for) {
+                if let (Applied::Refused(why), Some(at)) = (answer, at) {
+                    let name = outcomes[at].name.clone();
+                    outcomes[at] = ControlOutcome::error(&name, code::INVALID_REQUEST, why.clone());
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a metadata change did not commit");
+            for outcome in outcomes.iter_mut().filter(|o| o.error_code == 0) {
+                outcome.error_code = code::NOT_CONTROLLER;
+                outcome.message = Some(e.clone());
+            }
         }
     }
-    outcomes
+    (outcomes, index)
 }
 
 fn create_topic(
@@ -908,12 +1048,19 @@ fn create_topic(
     } else {
         spec.replication_factor
     };
-    if replication_factor != 1 {
+    if replication_factor < 1 {
+        return ControlOutcome::error(
+            &name,
+            code::INVALID_REPLICATION_FACTOR,
+            format!("replication factor {replication_factor} must be at least 1"),
+        );
+    }
+    if replication_factor > 1 {
         return ControlOutcome::error(
             &name,
             code::INVALID_REPLICATION_FACTOR,
             format!(
-                "replication factor {replication_factor} is larger than the 1 available broker"
+                "replication factor {replication_factor}: this broker keeps one replica per partition (replication is not served yet)"
             ),
         );
     }
@@ -941,6 +1088,7 @@ fn create_topic(
 fn alter_broker_configs(
     configs: &mut ConfigTable,
     static_config: &BrokerConfig,
+    state: &ClusterState,
     name: &str,
     change: ConfigChange,
 ) -> ControlOutcome {
@@ -948,7 +1096,7 @@ fn alter_broker_configs(
         None
     } else {
         match name.parse::<i32>() {
-            Ok(id) if id == static_config.broker_id => Some(id),
+            Ok(id) if id == static_config.broker_id || state.brokers.contains_key(&id) => Some(id),
             _ => {
                 return ControlOutcome::error(
                     name,

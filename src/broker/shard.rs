@@ -58,8 +58,16 @@ pub enum ShardRequest {
     Apply(SharedImage),
     /// From shard 0 at start: listen on this port.
     Listen(u16),
-    /// For the controller (shard 0): a producer id that was never given out before.
+    /// For shard 0: a producer id that was never given out before.
     AllocateProducerId,
+    /// For shard 0: Raft messages from a peer voter, with the quorum it believes in (checked
+    /// against this node's before they are stepped).
+    Quorum(
+        crate::cluster::wire::QuorumHeader,
+        Vec<raft::eraftpb::Message>,
+    ),
+    /// For shard 0: a broker's call on the active controller.
+    Controller(Box<crate::cluster::wire::ControllerCall>),
     /// For the shard that coordinates the group.
     Group(Box<group::GroupCall>),
     /// From the metrics endpoint (shard 0): a copy of this shard's metrics.
@@ -81,6 +89,7 @@ pub enum ShardReply {
     ProducerId(Result<i64, String>),
     Group(group::GroupAnswer),
     Metrics(Box<ShardSnapshot>),
+    Controller(Box<crate::cluster::wire::ControllerAnswer>),
     Done,
     Failed(String),
 }
@@ -106,8 +115,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Serialises controller operations on shard 0.
     pub control_lock: runtime::LocalLock,
-    /// Producer ids (used on shard 0 only).
-    pub producer_ids: metadata::ProducerIds,
+    /// The cluster node (shard 0 only): quorum voter, controller, this broker's registration.
+    pub cluster: OnceCell<Rc<crate::cluster::Node>>,
     /// The consumer groups this shard coordinates.
     pub coordinator: group::Coordinator,
     /// What this shard counts for the metrics endpoint (storage counts its own part).
@@ -140,7 +149,7 @@ impl Shard {
             listen_rx: RefCell::new(Some(listen_rx)),
             connections: Cell::new(0),
             control_lock: runtime::LocalLock::new(1),
-            producer_ids: metadata::ProducerIds::default(),
+            cluster: OnceCell::new(),
             coordinator: group::Coordinator::default(),
             metrics: ShardMetrics::default(),
             fetch_sessions: RefCell::new(FetchSessionCache::new(
@@ -233,8 +242,41 @@ impl Shard {
                 }
             }),
             ShardRequest::AllocateProducerId => Box::pin(async move {
-                let _permit = self.control_lock.acquire_permit(1).await;
-                ShardReply::ProducerId(self.producer_ids.allocate(self.config.data_dir()))
+                ShardReply::ProducerId(match self.cluster.get() {
+                    Some(node) => node.allocate_producer_id().await,
+                    None => Err("producer ids are handed out by shard 0".into()),
+                })
+            }),
+            ShardRequest::Quorum(header, messages) => {
+                let checked = match self.cluster.get() {
+                    Some(node) => node.check_peer(&header).map(|()| node.step(messages)),
+                    None => Err("this shard runs no cluster node".into()),
+                };
+                Box::pin(async move {
+                    match checked {
+                        Ok(()) => ShardReply::Done,
+                        Err(why) => ShardReply::Failed(why),
+                    }
+                })
+            }
+            ShardRequest::Controller(call) => Box::pin(async move {
+                let answer = match self.cluster.get() {
+                    Some(node) => {
+                        let node = node.clone();
+                        match *call {
+                            crate::cluster::wire::ControllerCall::Control(request) => {
+                                let (outcomes, index) =
+                                    ops::control_as_controller(&self, &node, request).await;
+                                crate::cluster::wire::ControllerAnswer::Control(outcomes, index)
+                            }
+                            call => node.handle_call(call).await,
+                        }
+                    }
+                    None => crate::cluster::wire::ControllerAnswer::Failed(
+                        "controller calls are served by shard 0".into(),
+                    ),
+                };
+                ShardReply::Controller(Box::new(answer))
             }),
             ShardRequest::Group(call) => {
                 Box::pin(async move { ShardReply::Group(group::serve(&self, *call).await) })
@@ -292,7 +334,7 @@ impl Shard {
         let mut to_open = Vec::new();
         for (name, topic) in &image.topics {
             for partition in 0..topic.record.partitions as i32 {
-                if self.owner(name, partition) != self.id {
+                if self.owner(name, partition) != self.id || !image.hosts(name, partition) {
                     continue;
                 }
                 let key = (name.clone(), partition);

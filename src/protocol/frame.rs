@@ -70,13 +70,18 @@ pub fn parse_request_header(frame: &[u8]) -> Result<RequestHeader, HeaderError> 
     let api_key = reader.i16()?;
     let api_version = reader.i16()?;
     let correlation_id = reader.i32()?;
-    let Ok(key) = kafka_protocol::messages::ApiKey::try_from(api_key) else {
-        return Err(HeaderError::UnknownApi {
-            api_key,
-            correlation_id,
-        });
+    let header_version = if crate::cluster::wire::is_internal(api_key) {
+        // The cluster's own requests: header v1 (no tagged fields).
+        1
+    } else {
+        let Ok(key) = kafka_protocol::messages::ApiKey::try_from(api_key) else {
+            return Err(HeaderError::UnknownApi {
+                api_key,
+                correlation_id,
+            });
+        };
+        key.request_header_version(api_version)
     };
-    let header_version = key.request_header_version(api_version);
     let client_id = reader.nullable_string(false)?.map(str::to_owned);
     if header_version >= 2 {
         reader.skip_tagged_fields()?;

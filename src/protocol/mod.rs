@@ -54,6 +54,8 @@ pub mod error_code {
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const NOT_COORDINATOR: i16 = 16;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const BROKER_NOT_AVAILABLE: i16 = 8;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;

@@ -299,6 +299,9 @@ fn resolve(
         if error.is_none() && !image.partition_exists(&name, key.partition) {
             error = Some(code::UNKNOWN_TOPIC_OR_PARTITION);
         }
+        if error.is_none() && !image.leads(&name, key.partition) {
+            error = Some(code::NOT_LEADER_OR_FOLLOWER);
+        }
         if error.is_none() {
             items.push(FetchItem {
                 topic: name.clone(),

@@ -327,11 +327,25 @@ async fn find_coordinator(
         1 => code::COORDINATOR_NOT_AVAILABLE,
         _ => code::INVALID_REQUEST,
     };
-    let (host, port) = super::advertised(shard);
-    let node_id = if error == code::NONE {
-        shard.config.broker_id
-    } else {
-        -1
+    // A group's coordinator is the leader of its partition of the offsets topic.
+    let image = shard.image();
+    let coordinator = |key: &str| -> Result<(i32, String, u16), i16> {
+        if error != code::NONE {
+            return Err(error);
+        }
+        let partition = group::records::partition_for(key, group::offsets_partitions(shard));
+        let leader = image
+            .partition(OFFSETS_TOPIC, partition)
+            .map(|p| p.leader)
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        if leader == image.me {
+            let (host, port) = super::advertised(shard);
+            return Ok((leader, host, port));
+        }
+        image
+            .live_broker(leader)
+            .map(|b| (b.id, b.host.clone(), b.port))
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)
     };
     let mut response = m::FindCoordinatorResponse::default();
     if version >= 4 {
@@ -339,26 +353,34 @@ async fn find_coordinator(
             .into_iter()
             .map(|key| {
                 let mut c = m::find_coordinator_response::Coordinator::default();
-                c.key = str_bytes(&key);
-                c.error_code = error;
-                c.node_id = m::BrokerId(node_id);
-                if error == code::NONE {
-                    c.host = str_bytes(&host);
-                    c.port = i32::from(port);
-                } else {
-                    c.port = -1;
+                match coordinator(&key) {
+                    Ok((node, host, port)) => {
+                        c.node_id = m::BrokerId(node);
+                        c.host = str_bytes(&host);
+                        c.port = i32::from(port);
+                    }
+                    Err(error) => {
+                        c.error_code = error;
+                        c.node_id = m::BrokerId(-1);
+                        c.port = -1;
+                    }
                 }
+                c.key = str_bytes(&key);
                 c
             })
             .collect();
     } else {
-        response.error_code = error;
-        response.node_id = m::BrokerId(node_id);
-        if error == code::NONE {
-            response.host = str_bytes(&host);
-            response.port = i32::from(port);
-        } else {
-            response.port = -1;
+        match coordinator(keys.first().map_or("", String::as_str)) {
+            Ok((node, host, port)) => {
+                response.node_id = m::BrokerId(node);
+                response.host = str_bytes(&host);
+                response.port = i32::from(port);
+            }
+            Err(error) => {
+                response.error_code = error;
+                response.node_id = m::BrokerId(-1);
+                response.port = -1;
+            }
         }
     }
     response

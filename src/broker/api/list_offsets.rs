@@ -33,6 +33,17 @@ pub(super) async fn list_offsets(
                 });
                 continue;
             }
+            if !image.leads(name, p.partition_index) {
+                results.push(ops::ListOffsetsResult {
+                    topic: name.to_owned(),
+                    partition: p.partition_index,
+                    error_code: code::NOT_LEADER_OR_FOLLOWER,
+                    timestamp: -1,
+                    offset: -1,
+                    leader_epoch: -1,
+                });
+                continue;
+            }
             by_shard
                 .entry(shard.owner(name, p.partition_index))
                 .or_default()

@@ -69,18 +69,31 @@ pub(super) async fn metadata(
         }
     }
     let mut response = m::MetadataResponse::default();
-    let broker_id = BrokerId(shard.config.broker_id);
-    let (host, port) = advertised(shard);
-    let mut broker = m::metadata_response::MetadataResponseBroker::default();
-    broker.node_id = broker_id;
-    broker.host = str_bytes(&host);
-    broker.port = port as i32;
-    response.brokers.push(broker);
+    // Clients are sent only to live brokers; a fenced one is left out, as Kafka does.
+    for registration in image.brokers.values().filter(|b| !b.fenced) {
+        let mut broker = m::metadata_response::MetadataResponseBroker::default();
+        broker.node_id = BrokerId(registration.id);
+        broker.host = str_bytes(&registration.host);
+        broker.port = registration.port as i32;
+        if version >= 1 {
+            broker.rack = registration.rack.as_deref().map(str_bytes);
+        }
+        response.brokers.push(broker);
+    }
+    if response.brokers.is_empty() {
+        // Not registered yet (requests wait for that, so this is a broker leaving): itself.
+        let (host, port) = advertised(shard);
+        let mut broker = m::metadata_response::MetadataResponseBroker::default();
+        broker.node_id = BrokerId(shard.config.broker_id);
+        broker.host = str_bytes(&host);
+        broker.port = port as i32;
+        response.brokers.push(broker);
+    }
     if version >= 2 {
         response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
     }
     if version >= 1 {
-        response.controller_id = broker_id;
+        response.controller_id = BrokerId(image.controller.unwrap_or(-1));
     }
     let names: Vec<(String, Option<[u8; 16]>)> = match wanted {
         None => image.topics.keys().map(|n| (n.clone(), None)).collect(),
@@ -108,15 +121,27 @@ pub(super) async fn metadata(
                 if version >= 10 {
                     topic.topic_id = uuid::Uuid::from_bytes(t.record.id);
                 }
-                for index in 0..t.record.partitions as i32 {
+                for (index, state) in t.partitions.iter().enumerate() {
                     let mut p = m::metadata_response::MetadataResponsePartition::default();
-                    p.partition_index = index;
-                    p.leader_id = broker_id;
-                    if version >= 7 {
-                        p.leader_epoch = 0;
+                    p.partition_index = index as i32;
+                    let live = image.live_broker(state.leader).is_some();
+                    p.leader_id = BrokerId(if live { state.leader } else { -1 });
+                    if !live {
+                        p.error_code = code::LEADER_NOT_AVAILABLE;
                     }
-                    p.replica_nodes = vec![broker_id];
-                    p.isr_nodes = vec![broker_id];
+                    if version >= 7 {
+                        p.leader_epoch = state.leader_epoch;
+                    }
+                    p.replica_nodes = state.replicas.iter().map(|&r| BrokerId(r)).collect();
+                    p.isr_nodes = state.isr.iter().map(|&r| BrokerId(r)).collect();
+                    if version >= 5 {
+                        p.offline_replicas = state
+                            .replicas
+                            .iter()
+                            .filter(|&&r| image.live_broker(r).is_none())
+                            .map(|&r| BrokerId(r))
+                            .collect();
+                    }
                     topic.partitions.push(p);
                 }
             }

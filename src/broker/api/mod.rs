@@ -7,6 +7,7 @@ mod cluster;
 mod configs;
 mod fetch;
 mod group;
+mod internal;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -71,9 +72,20 @@ pub async fn start(
     header: RequestHeader,
     mut frame: BytesMut,
 ) -> Result<runtime::Task<Response>, String> {
+    if crate::cluster::wire::is_internal(header.api_key) {
+        let body = frame.split_off(header.body_offset);
+        return internal::serve(shard, header, body);
+    }
     let key = ApiKey::try_from(header.api_key).map_err(|_| "unknown API key".to_string())?;
     if key == ApiKey::ApiVersions {
         return Ok(ready(api_versions::api_versions(&header)));
+    }
+    // Shard 0 listens before the broker has joined the cluster (the quorum's traffic shares
+    // the port); clients' requests wait until it has. Other shards listen only after.
+    if let Some(node) = shard.cluster.get() {
+        if !node.is_ready() {
+            let _ = node.wait_ready().await;
+        }
     }
     let Some((min, max)) = protocol::served_range(key) else {
         return Err(format!("API {key:?} is not supported by this broker"));
@@ -207,15 +219,5 @@ pub(super) async fn control(shard: &Rc<Shard>, request: ControlRequest) -> Vec<C
 }
 
 pub(super) fn advertised(shard: &Shard) -> (String, u16) {
-    let listener = shard
-        .config
-        .advertised_listeners
-        .first()
-        .or(shard.config.listeners.first());
-    let host = listener.map_or("127.0.0.1".to_owned(), |l| l.host.clone());
-    let port = match listener.map(|l| l.port) {
-        Some(0) | None => shard.port.get(),
-        Some(port) => port,
-    };
-    (host, port)
+    crate::cluster::node::advertised(&shard.config, shard.port.get())
 }

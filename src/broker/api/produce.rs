@@ -70,6 +70,16 @@ pub(super) async fn produce_start(
                 ));
                 continue;
             }
+            if !image.leads(&name, partition.partition) {
+                // Another broker leads it (or none does): the client refreshes its metadata.
+                immediate.push(ops::ProduceResult::error(
+                    &name,
+                    partition.partition,
+                    code::NOT_LEADER_OR_FOLLOWER,
+                    None,
+                ));
+                continue;
+            }
             if name == crate::broker::group::OFFSETS_TOPIC {
                 // Only the group coordinator writes there; Kafka refuses clients the same way.
                 immediate.push(ops::ProduceResult::error(
