@@ -175,8 +175,6 @@ async fn run_shard(
         runtime::spawn(group::run_ticks(shard.clone()));
         runtime::spawn(shard.clone().run_cleaner());
         accepting.await;
-        // Controlled shutdown: leadership moves away before the connections close.
-        node.shut_down().await;
     } else {
         // A stop during start-up (shard 0 may have failed, or the stop came first) ends this
         // shard too, instead of leaving it waiting for a port that will not come.
@@ -239,9 +237,11 @@ fn tell_drained(shard: &Rc<Shard>, count: usize) {
     }
 }
 
-/// Polls the process's stop flag; when it is set (or a peer says `Stop`), begins this shard's
-/// shutdown and tells every peer to stop, so that whichever shard sees the request first wakes
-/// the rest by message and a shard whose reactor is parked does not depend on its own timer.
+/// Shard 0 polls the process's stop flag; when it is set, it runs the controlled shutdown
+/// (`cluster::Node::shut_down`), begins its own shutdown and tells every peer to stop by
+/// message, so a shard whose reactor is parked does not depend on its own timer. The other
+/// shards wait for that message (or stop at once on a stop during start-up, which they watch
+/// for themselves).
 async fn watch_stop(shard: Rc<Shard>, stop: Arc<AtomicBool>, count: usize) {
     let mut signal = shard.shutdown_signal().fuse();
     loop {
@@ -255,6 +255,16 @@ async fn watch_stop(shard: Rc<Shard>, stop: Arc<AtomicBool>, count: usize) {
             _ = signal => return,
             _ = tick => {}
         }
+    }
+    // Controlled shutdown first, while every connection is still served (the quorum's traffic
+    // and the controller's answers come over them): leadership moves away, then the broker
+    // stops. Only shard 0 runs the cluster node; the other shards wait for its word.
+    if shard.id != 0 {
+        let _ = signal.await;
+        return;
+    }
+    if let Some(node) = shard.cluster.get().cloned() {
+        node.shut_down().await;
     }
     shard.begin_shutdown();
     for peer in (0..count).filter(|&peer| peer != shard.id) {

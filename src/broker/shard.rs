@@ -66,6 +66,8 @@ pub enum ShardRequest {
         crate::cluster::wire::QuorumHeader,
         Vec<raft::eraftpb::Message>,
     ),
+    /// For shard 0: a call to make on the active controller, wherever it is.
+    CallController(Box<crate::cluster::wire::ControllerCall>),
     /// For shard 0: a broker's call on the active controller.
     Controller(Box<crate::cluster::wire::ControllerCall>),
     /// For the shard that coordinates the group.
@@ -259,6 +261,15 @@ impl Shard {
                     }
                 })
             }
+            ShardRequest::CallController(call) => Box::pin(async move {
+                let answer = match self.cluster.get() {
+                    Some(node) => node.clone().call_controller(*call).await,
+                    None => crate::cluster::wire::ControllerAnswer::Failed(
+                        "controller calls are made by shard 0".into(),
+                    ),
+                };
+                ShardReply::Controller(Box::new(answer))
+            }),
             ShardRequest::Controller(call) => Box::pin(async move {
                 let answer = match self.cluster.get() {
                     Some(node) => {

@@ -59,7 +59,10 @@ fn topic_json(t: &TopicInfo) -> serde_json::Value {
         "partitions": t.partitions.iter().map(|p| serde_json::json!({
             "partition": p.partition,
             "leader": p.leader,
+            "leader_epoch": p.leader_epoch,
             "replicas": p.replicas,
+            "isr": p.isr,
+            "offline": p.offline,
         })).collect::<Vec<_>>(),
     })
 }
@@ -155,13 +158,26 @@ pub(super) async fn run(
         }
         TopicCommand::Describe { name } => {
             let topic = one_topic(admin.topics(Some(&[name.as_str()])).await?, &name)?;
+            // Offsets come from each partition's leader; an offline partition has none, and
+            // a leader that just went away is reported, not fatal: the layout is still shown.
             let slots: Vec<(String, i32)> = topic
                 .partitions
                 .iter()
+                .filter(|p| p.leader >= 0)
                 .map(|p| (topic.name.clone(), p.partition))
                 .collect();
-            let starts = admin.list_offsets(&slots, OffsetSpec::Earliest).await?;
-            let ends = admin.list_offsets(&slots, OffsetSpec::Latest).await?;
+            let offsets = |spec| {
+                let admin = &admin;
+                let slots = &slots;
+                async move {
+                    admin.list_offsets(slots, spec).await.unwrap_or_else(|e| {
+                        eprintln!("offsets unavailable: {e}");
+                        BTreeMap::new()
+                    })
+                }
+            };
+            let starts = offsets(OffsetSpec::Earliest).await;
+            let ends = offsets(OffsetSpec::Latest).await;
             let configs = admin.describe_configs(&name).await?;
             if json {
                 let mut value = topic_json(&topic);
@@ -197,10 +213,31 @@ pub(super) async fn run(
                     let offset = |m: &BTreeMap<(String, i32), i64>| {
                         m.get(&slot).map_or("-".to_owned(), i64::to_string)
                     };
+                    let list = |ids: &[i32]| {
+                        ids.iter()
+                            .map(i32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
                     vec![
                         p.partition.to_string(),
-                        p.leader.to_string(),
-                        format!("{:?}", p.replicas),
+                        if p.leader >= 0 {
+                            p.leader.to_string()
+                        } else {
+                            "none".into()
+                        },
+                        if p.leader_epoch >= 0 {
+                            p.leader_epoch.to_string()
+                        } else {
+                            "-".into()
+                        },
+                        list(&p.replicas),
+                        list(&p.isr),
+                        if p.offline.is_empty() {
+                            "-".into()
+                        } else {
+                            list(&p.offline)
+                        },
                         offset(&starts),
                         offset(&ends),
                     ]
@@ -210,7 +247,10 @@ pub(super) async fn run(
                 &[
                     "PARTITION",
                     "LEADER",
+                    "EPOCH",
                     "REPLICAS",
+                    "ISR",
+                    "OFFLINE",
                     "LOG-START-OFFSET",
                     "HIGH-WATERMARK",
                 ],

@@ -13,6 +13,10 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::connection::Connection;
 use super::ClientError;
+use crate::protocol::{
+    DESCRIBE_CLUSTER_TAG_SHARDS as TAG_SHARDS,
+    DESCRIBE_CLUSTER_TAG_SHUTTING_DOWN as TAG_SHUTTING_DOWN,
+};
 
 /// A topic as Metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +30,14 @@ pub struct TopicInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: i32,
+    /// -1 when the partition has no live leader.
     pub leader: i32,
+    /// -1 when the broker does not report it (Metadata before v7).
+    pub leader_epoch: i32,
     pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Replicas whose broker is not live.
+    pub offline: Vec<i32>,
 }
 
 /// A broker of the cluster.
@@ -37,6 +47,22 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Fenced by the controller (its lease ran out); listed only by DescribeCluster v2.
+    pub fenced: bool,
+    /// In controlled shutdown (shardlog brokers report it; others never do).
+    pub shutting_down: bool,
+    /// The broker's shard count, when it reports one (shardlog brokers do).
+    pub shards: Option<u32>,
+}
+
+/// The controller quorum, as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumInfo {
+    pub leader: i32,
+    pub epoch: i32,
+    pub high_watermark: i64,
+    /// Voter id and its log end offset as the leader knows it (-1: unknown).
+    pub voters: Vec<(i32, i64)>,
 }
 
 impl BrokerInfo {
@@ -210,8 +236,9 @@ impl Admin {
     /// The brokers and the controller, from DescribeCluster (or Metadata from a broker that
     /// does not serve it).
     pub async fn describe_cluster(&self) -> Result<ClusterInfo, ClientError> {
-        if let Ok(version) = self.connection.version(ApiKey::DescribeCluster, (0, 1)) {
-            let request = m::DescribeClusterRequest::default();
+        if let Ok(version) = self.connection.version(ApiKey::DescribeCluster, (0, 2)) {
+            let mut request = m::DescribeClusterRequest::default();
+            request.include_fenced_brokers = version >= 2;
             let response: m::DescribeClusterResponse = self
                 .connection
                 .send(ApiKey::DescribeCluster, version, &request)
@@ -229,6 +256,16 @@ impl Admin {
                     host: b.host.to_string(),
                     port: b.port,
                     rack: b.rack.as_ref().map(|r| r.to_string()),
+                    fenced: b.is_fenced,
+                    shutting_down: b
+                        .unknown_tagged_fields
+                        .get(&TAG_SHUTTING_DOWN)
+                        .is_some_and(|v| v.first() == Some(&1)),
+                    shards: b
+                        .unknown_tagged_fields
+                        .get(&TAG_SHARDS)
+                        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+                        .map(u32::from_be_bytes),
                 })
                 .collect();
             brokers.sort_by_key(|b| b.id);
@@ -245,6 +282,50 @@ impl Admin {
             cluster_id: response.cluster_id.map(|c| c.to_string()),
             controller: response.controller_id.0,
             brokers,
+        })
+    }
+
+    /// The controller quorum: its leader, epoch, high watermark and voters.
+    pub async fn describe_quorum(&self) -> Result<QuorumInfo, ClientError> {
+        let version = self.connection.version(ApiKey::DescribeQuorum, (0, 2))?;
+        let mut request = m::DescribeQuorumRequest::default();
+        let mut topic = m::describe_quorum_request::TopicData::default();
+        topic.topic_name = m::TopicName(StrBytes::from_static_str("__cluster_metadata"));
+        let mut partition = m::describe_quorum_request::PartitionData::default();
+        partition.partition_index = 0;
+        topic.partitions.push(partition);
+        request.topics.push(topic);
+        let response: m::DescribeQuorumResponse = self
+            .connection
+            .send(ApiKey::DescribeQuorum, version, &request)
+            .await?;
+        check(
+            response.error_code,
+            response.error_message.as_ref(),
+            "DescribeQuorum",
+        )?;
+        let partition = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol {
+                broker: String::new(),
+                detail: "DescribeQuorum answered no partition".into(),
+            })?;
+        check(
+            partition.error_code,
+            partition.error_message.as_ref(),
+            "DescribeQuorum",
+        )?;
+        Ok(QuorumInfo {
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+            high_watermark: partition.high_watermark,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|v| (v.replica_id.0, v.log_end_offset))
+                .collect(),
         })
     }
 
@@ -291,7 +372,10 @@ impl Admin {
                     .map(|p| PartitionInfo {
                         partition: p.partition_index,
                         leader: p.leader_id.0,
+                        leader_epoch: p.leader_epoch,
                         replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                        isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                        offline: p.offline_replicas.iter().map(|b| b.0).collect(),
                     })
                     .collect(),
             });
@@ -746,6 +830,9 @@ fn metadata_brokers(response: &m::MetadataResponse) -> Vec<BrokerInfo> {
             host: b.host.to_string(),
             port: b.port,
             rack: b.rack.as_ref().map(|r| r.to_string()),
+            fenced: false,
+            shutting_down: false,
+            shards: None,
         })
         .collect()
 }

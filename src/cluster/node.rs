@@ -22,6 +22,7 @@ use super::wire::{ControllerAnswer, ControllerCall, QuorumHeader};
 use crate::broker::metadata::{self, Image};
 use crate::broker::shard::Shard;
 use crate::config::{BrokerConfig, QuorumVoter};
+
 use crate::runtime;
 
 /// How long a proposal may wait for its commit.
@@ -61,7 +62,6 @@ pub struct Node {
     ready_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Controlled shutdown: heartbeats ask the controller to move leadership away.
     want_shutdown: Cell<bool>,
-    shutdown_done: RefCell<Vec<oneshot::Sender<()>>>,
     /// This broker's producer-id block: next, end.
     producer_ids: Cell<(i64, i64)>,
     producer_lock: runtime::LocalLock,
@@ -115,7 +115,6 @@ impl Node {
             ready: Cell::new(false),
             ready_waiters: RefCell::new(Vec::new()),
             want_shutdown: Cell::new(false),
-            shutdown_done: RefCell::new(Vec::new()),
             producer_ids: Cell::new((0, 0)),
             producer_lock: runtime::LocalLock::new(1),
             control_lock: runtime::LocalLock::new(1),
@@ -176,7 +175,7 @@ impl Node {
     pub fn quorum_status(&self) -> QuorumStatus {
         let quorum = self.quorum.borrow();
         QuorumStatus {
-            voters: self.voters.clone(),
+            voters: self.voters.iter().map(|v| (v.id, v.address())).collect(),
             leader: quorum.leader(),
             term: quorum.term(),
             commit_index: quorum.commit_index(),
@@ -462,7 +461,6 @@ impl Node {
                         self.complain_unreachable(&other);
                     }
                     if self.want_shutdown.get() {
-                        self.finish_shutdown();
                         return;
                     }
                     runtime::sleep(Duration::from_millis(100)).await;
@@ -488,8 +486,7 @@ impl Node {
                     }
                     ControllerAnswer::Heartbeat(answer) => {
                         if want_shutdown && answer.shutting_down {
-                            tracing::info!("the controller moved leadership away; shutting down");
-                            self.finish_shutdown();
+                            // `shut_down` saw it too; nothing more to say to the controller.
                             return;
                         }
                     }
@@ -530,23 +527,35 @@ impl Node {
     /// Controlled shutdown: asks the controller to move this broker's leadership away and
     /// waits for it (bounded), so clients are sent elsewhere before the port closes.
     pub async fn shut_down(&self) {
-        if self.epoch.get().is_none() || self.voter_ids == [self.me] {
-            // Not registered, or alone: there is no one to hand leadership to.
+        let Some(epoch) = self.epoch.get() else {
+            return;
+        };
+        if self.voter_ids == [self.me] {
+            // Alone: there is no one to hand leadership to.
             return;
         }
         self.want_shutdown.set(true);
-        let (tx, rx) = oneshot::channel();
-        self.shutdown_done.borrow_mut().push(tx);
-        if runtime::timeout(SHUTDOWN_WAIT, rx).await.is_none() {
-            tracing::warn!("the controller did not confirm the controlled shutdown in time");
+        let started = Instant::now();
+        while started.elapsed() < SHUTDOWN_WAIT {
+            let call = ControllerCall::Heartbeat {
+                id: self.me,
+                epoch,
+                want_shutdown: true,
+            };
+            if let ControllerAnswer::Heartbeat(answer) = self.call_controller(call).await {
+                if answer.shutting_down || answer.stale {
+                    tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "controlled shutdown: leadership moved away"
+                    );
+                    return;
+                }
+            }
+            runtime::sleep(Duration::from_millis(20)).await;
         }
+        tracing::warn!("the controller did not confirm the controlled shutdown in time");
     }
 
-    fn finish_shutdown(&self) {
-        for tx in self.shutdown_done.borrow_mut().drain(..) {
-            let _ = tx.send(());
-        }
-    }
 
     /// Calls the active controller: this node if it leads, else the leader it knows of,
     /// following NOT_CONTROLLER hints, for up to `CALL_TIMEOUT`.
@@ -643,6 +652,7 @@ impl Node {
                 }
                 ControllerAnswer::Heartbeat(answer)
             }
+            ControllerCall::DescribeQuorum => ControllerAnswer::Quorum(self.quorum_status()),
             ControllerCall::Control(_) => {
                 ControllerAnswer::Failed("control requests are served by the broker".into())
             }
@@ -700,12 +710,13 @@ impl PeerEvents for Node {
 }
 
 /// The quorum as one node sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
-    pub voters: Vec<QuorumVoter>,
+    pub voters: Vec<(i32, String)>,
     pub leader: Option<i32>,
     pub term: u64,
     pub commit_index: u64,
+    /// On the leader: how far each voter's log is known to match (node id, index).
     pub progress: Vec<(i32, u64)>,
 }
 

@@ -169,6 +169,8 @@ pub enum ControllerCall {
         broker: i32,
         count: i64,
     },
+    /// The quorum as the leader sees it (DescribeQuorum).
+    DescribeQuorum,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -184,6 +186,7 @@ pub enum ControllerAnswer {
     /// The outcomes, and the metadata log index that holds the change (0 if none).
     Control(Vec<ControlOutcome>, u64),
     ProducerIds { start: i64 },
+    Quorum(super::node::QuorumStatus),
     Failed(String),
 }
 

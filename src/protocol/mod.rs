@@ -18,6 +18,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 
+/// Tagged fields of our own on each DescribeCluster broker (flexible versions; other clients
+/// skip unknown tags): the broker's shard count (int32) and whether it is in controlled
+/// shutdown (int8, 1 when it is).
+pub const DESCRIBE_CLUSTER_TAG_SHARDS: i32 = 10_000;
+pub const DESCRIBE_CLUSTER_TAG_SHUTTING_DOWN: i32 = 10_001;
+
 /// Kafka error codes used by the broker.
 pub mod error_code {
     pub const NONE: i16 = 0;
@@ -88,7 +94,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),

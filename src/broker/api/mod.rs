@@ -181,12 +181,19 @@ pub async fn start(
             })
         }
         ApiKey::DescribeCluster => {
-            let _request: m::DescribeClusterRequest = decode(body, &header)?;
+            let request: m::DescribeClusterRequest = decode(body, &header)?;
             ready(encoded(
                 key,
                 &header,
-                &cluster::describe_cluster(&shard, header.api_version),
+                &cluster::describe_cluster(&shard, &request, header.api_version),
             ))
+        }
+        ApiKey::DescribeQuorum => {
+            let _request: m::DescribeQuorumRequest = decode(body, &header)?;
+            runtime::spawn_task(async move {
+                let response = cluster::describe_quorum(&shard, header.api_version).await;
+                encoded(key, &header, &response)
+            })
         }
         ApiKey::FindCoordinator
         | ApiKey::JoinGroup

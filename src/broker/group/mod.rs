@@ -143,6 +143,11 @@ impl Coordinator {
     /// open here and loaded.
     fn ready(&self, shard: &Shard, group: &str) -> Result<i32, i16> {
         let partition = records::partition_for(group, offsets_partitions(shard));
+        let image = shard.image();
+        if image.topic(OFFSETS_TOPIC).is_some() && !image.leads(OFFSETS_TOPIC, partition) {
+            // The partition's leadership is elsewhere (or nowhere): so is the group.
+            return Err(code::NOT_COORDINATOR);
+        }
         match self.partitions.borrow().get(&partition) {
             Some(Load::Loaded) => Ok(partition),
             Some(Load::Loading) => Err(code::COORDINATOR_LOAD_IN_PROGRESS),
