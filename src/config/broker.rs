@@ -1,12 +1,22 @@
-//! Broker settings: the `server.properties` keys, their defaults and cross-checks, and the
-//! listeners. Unknown keys are returned for warnings, as Kafka logs them.
+//! Broker settings: `BrokerConfig`, the `server.properties` keys, their defaults and
+//! cross-checks, and the merged file and override entries they are read from. The listeners
+//! are parsed in `listener.rs` and the cluster keys in `cluster.rs`. Unknown keys are returned
+//! for warnings, as Kafka logs them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+use super::cluster::{
+    resolve_cluster, ProcessRoles, QuorumVoter, BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    BROKER_SESSION_TIMEOUT_MS_DEFAULT, CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS_DEFAULT,
+    CONTROLLER_QUORUM_HEARTBEAT_INTERVAL_MS_DEFAULT,
+};
+use super::listener::{
+    advertisable, check_distinct_ports, check_metrics_port, derived_metrics_listener,
+    parse_advertised_listeners, parse_listeners, parse_metrics_listener, Listener,
+};
 use super::parse::parse_properties;
 use super::topic::{parse_topic_defaults, TopicConfig};
 use super::validate::{parse_boolean, parse_integer, parse_rate};
@@ -15,14 +25,9 @@ use super::{invalid, ConfigError};
 pub const DEFAULT_PORT: u16 = 9092;
 
 const DEFAULT_HOST: &str = "127.0.0.1";
-/// Kafka advertises the machine's hostname for a wildcard listener; a
-/// single-node development broker is far more likely to be reached locally.
-const ADVERTISED_WILDCARD_HOST: &str = "localhost";
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_CLUSTER_ID: &str = "shardlog-cluster";
-const DEFAULT_METRICS_PORT: u16 = 9644;
 pub(super) const MAX_SHARDS: usize = 1024;
-const LISTENER_FORMAT: &str = "NAME://host:port, e.g. PLAINTEXT://127.0.0.1:9092";
 
 const MIN_SHARD_IO_MEMORY_BYTES: i128 = 65536;
 
@@ -49,7 +54,6 @@ pub const IGNORED_KAFKA_KEYS: &[&str] = &[
     "inter.broker.listener.name",
     "inter.broker.protocol.version",
     "security.inter.broker.protocol",
-    "controller.listener.names",
     "controller.quorum.bootstrap.servers",
     "listener.security.protocol.map",
     "metadata.log.dir",
@@ -58,39 +62,6 @@ pub const IGNORED_KAFKA_KEYS: &[&str] = &[
     "controlled.shutdown.enable",
     "auto.leader.rebalance.enable",
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// Upper-cased like Kafka does, e.g. `PLAINTEXT`.
-    pub name: String,
-    /// Without brackets for IPv6; `""` means all interfaces.
-    pub host: String,
-    pub port: u16,
-}
-
-impl Listener {
-    /// `host:port` in a form that `ToSocketAddrs` accepts, bracketing IPv6
-    /// hosts and mapping an empty host to all interfaces.
-    pub fn bind_address(&self) -> String {
-        if self.host.is_empty() {
-            format!("0.0.0.0:{}", self.port)
-        } else if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for Listener {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(formatter, "{}://[{}]:{}", self.name, self.host, self.port)
-        } else {
-            write!(formatter, "{}://{}:{}", self.name, self.host, self.port)
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
@@ -146,10 +117,29 @@ pub struct BrokerConfig {
     pub group_consumer_max_heartbeat_interval_ms: i32,
     pub offset_metadata_max_bytes: usize,
     pub offsets_retention_check_interval_ms: u64,
-    /// `None` disables the metrics endpoint.
+    /// `None` disables the metrics endpoint. Unless `metrics.listener` sets it, loopback on the
+    /// first listener's port + 552 (port 0 stays 0; none past 65535).
     pub metrics_listener: Option<SocketAddr>,
-    pub controller_quorum_voters: Option<String>,
-    pub process_roles: Option<String>,
+    /// What this node runs: a broker, a controller voter, or both (the default).
+    pub process_roles: ProcessRoles,
+    /// The controller quorum as written; empty when not set, which means a quorum of this
+    /// node alone (see `quorum_voters`).
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// Upper-cased names of the listeners the quorum's traffic arrives on, each one of
+    /// `listeners`; empty means the first listener (see `controller_listener`).
+    pub controller_listener_names: Vec<String>,
+    /// How often a broker renews its lease with the active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker that has not renewed its lease for this long is fenced; at least twice the
+    /// heartbeat interval.
+    pub broker_session_timeout_ms: u64,
+    /// A voter that has not heard from the quorum's leader for this long starts an election.
+    pub controller_quorum_election_timeout_ms: u64,
+    /// How often the quorum's leader sends to each follower when it has nothing else to send;
+    /// less than half the election timeout.
+    pub controller_quorum_heartbeat_interval_ms: u64,
+    /// The rack this broker is in (`broker.rack`), if any.
+    pub broker_rack: Option<String>,
     pub cluster_id: String,
     /// Every key that appeared in the file or overrides, under the name it
     /// was written with (not its alias), with its raw value.
@@ -169,10 +159,12 @@ impl Default for BrokerConfig {
             port: DEFAULT_PORT,
         };
         let topic_defaults = TopicConfig::default();
+        let listeners = vec![listener];
         BrokerConfig {
             broker_id: 0,
-            advertised_listeners: vec![advertisable(&listener)],
-            listeners: vec![listener],
+            advertised_listeners: listeners.iter().map(advertisable).collect(),
+            metrics_listener: derived_metrics_listener(&listeners),
+            listeners,
             log_dirs: vec![PathBuf::from(DEFAULT_DATA_DIR)],
             num_partitions: 1,
             default_replication_factor: 1,
@@ -209,12 +201,15 @@ impl Default for BrokerConfig {
             group_consumer_max_heartbeat_interval_ms: 15_000,
             offset_metadata_max_bytes: 4096,
             offsets_retention_check_interval_ms: 600_000,
-            metrics_listener: Some(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                DEFAULT_METRICS_PORT,
-            )),
-            controller_quorum_voters: None,
-            process_roles: None,
+            process_roles: ProcessRoles::default(),
+            controller_quorum_voters: Vec::new(),
+            controller_listener_names: Vec::new(),
+            broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            controller_quorum_election_timeout_ms: CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS_DEFAULT,
+            controller_quorum_heartbeat_interval_ms:
+                CONTROLLER_QUORUM_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            broker_rack: None,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
             explicit_keys: BTreeMap::new(),
             dynamic_default: BTreeMap::new(),
@@ -339,7 +334,8 @@ impl Settings {
             .transpose()
     }
 
-    fn text(&mut self, key: &'static str) -> Option<String> {
+    /// The value of `key`, an empty one read as unset.
+    pub(super) fn text(&mut self, key: &'static str) -> Option<String> {
         self.get(key)
             .filter(|value| !value.is_empty())
             .map(str::to_string)
@@ -552,13 +548,19 @@ fn resolve(settings: &mut Settings) -> Result<BrokerConfig, ConfigError> {
         ));
     }
 
-    if let Some(value) = settings.get("metrics.listener") {
-        config.metrics_listener = parse_metrics_listener("metrics.listener", value)?;
-    }
-    check_metrics_port(&config)?;
+    let metrics_derived = match settings.get("metrics.listener") {
+        Some(value) => {
+            config.metrics_listener = parse_metrics_listener("metrics.listener", value)?;
+            false
+        }
+        None => {
+            config.metrics_listener = derived_metrics_listener(&config.listeners);
+            true
+        }
+    };
+    check_metrics_port(config.metrics_listener, metrics_derived, &config.listeners)?;
 
-    config.controller_quorum_voters = settings.text("controller.quorum.voters");
-    config.process_roles = settings.text("process.roles");
+    resolve_cluster(settings, &mut config)?;
     if let Some(value) = settings.get("cluster.id") {
         if value.is_empty() {
             return Err(invalid("cluster.id", value, "a non-empty cluster id"));
@@ -580,214 +582,4 @@ fn parse_directories(key: &str, value: &str) -> Result<Vec<PathBuf>, ConfigError
         return Err(invalid(key, value, "a comma-separated list of directories"));
     }
     Ok(directories)
-}
-
-fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
-    let listeners = value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| parse_listener(key, item))
-        .collect::<Result<Vec<_>, _>>()?;
-    if listeners.is_empty() {
-        return Err(invalid(
-            key,
-            value,
-            format!("at least one listener as {LISTENER_FORMAT}"),
-        ));
-    }
-    for (index, listener) in listeners.iter().enumerate() {
-        if listeners[..index]
-            .iter()
-            .any(|earlier| earlier.name == listener.name)
-        {
-            return Err(invalid(
-                key,
-                value,
-                format!(
-                    "listeners with distinct names ({} appears twice)",
-                    listener.name
-                ),
-            ));
-        }
-    }
-    Ok(listeners)
-}
-
-fn parse_listener(key: &str, item: &str) -> Result<Listener, ConfigError> {
-    let malformed = || invalid(key, item, LISTENER_FORMAT);
-    let (name, address) = item.split_once("://").ok_or_else(malformed)?;
-    let name_is_valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-'));
-    if !name_is_valid {
-        return Err(malformed());
-    }
-    let (host, port) = if let Some(bracketed) = address.strip_prefix('[') {
-        let (host, rest) = bracketed.split_once(']').ok_or_else(malformed)?;
-        let port = rest.strip_prefix(':').ok_or_else(malformed)?;
-        host.parse::<Ipv6Addr>().map_err(|_| malformed())?;
-        (host, port)
-    } else {
-        let (host, port) = address.rsplit_once(':').ok_or_else(malformed)?;
-        let host_is_valid = host.chars().all(|character| {
-            character.is_ascii_alphanumeric() || matches!(character, '.' | '-' | '_')
-        });
-        if !host_is_valid {
-            return Err(malformed());
-        }
-        (host, port)
-    };
-    let port = port.parse::<u16>().map_err(|_| {
-        invalid(
-            key,
-            item,
-            format!("a port between 0 and 65535 in {LISTENER_FORMAT}"),
-        )
-    })?;
-    Ok(Listener {
-        name: name.to_ascii_uppercase(),
-        host: host.to_string(),
-        port,
-    })
-}
-
-/// Port 0 asks the OS for a free port, so several such listeners cannot clash.
-fn check_distinct_ports(key: &str, value: &str, listeners: &[Listener]) -> Result<(), ConfigError> {
-    for (index, listener) in listeners.iter().enumerate() {
-        let repeated = listener.port != 0
-            && listeners[..index]
-                .iter()
-                .any(|earlier| earlier.port == listener.port);
-        if repeated {
-            return Err(invalid(
-                key,
-                value,
-                format!(
-                    "listeners on distinct ports ({} appears twice)",
-                    listener.port
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn is_wildcard_host(host: &str) -> bool {
-    host.is_empty()
-        || host
-            .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_unspecified())
-}
-
-/// Clients cannot connect to a wildcard address, so the default advertised
-/// form of a wildcard listener names this machine instead.
-fn advertisable(listener: &Listener) -> Listener {
-    let mut advertised = listener.clone();
-    if is_wildcard_host(&advertised.host) {
-        advertised.host = ADVERTISED_WILDCARD_HOST.to_string();
-    }
-    advertised
-}
-
-/// Advertised names need only be a subset of `listeners`, because a KRaft
-/// config binds a CONTROLLER listener that clients are never told about.
-fn parse_advertised_listeners(
-    value: &str,
-    listeners: &[Listener],
-) -> Result<Vec<Listener>, ConfigError> {
-    const KEY: &str = "advertised.listeners";
-    let mut advertised = parse_listeners(KEY, value)?;
-    for listener in &mut advertised {
-        if !listeners.iter().any(|bound| bound.name == listener.name) {
-            let names: Vec<&str> = listeners.iter().map(|bound| bound.name.as_str()).collect();
-            return Err(invalid(
-                KEY,
-                value,
-                format!(
-                    "only listener names that listeners defines ({}), but {} is not among them",
-                    names.join(", "),
-                    listener.name
-                ),
-            ));
-        }
-        if listener.port == 0 {
-            return Err(invalid(
-                KEY,
-                value,
-                format!("a port between 1 and 65535 for {}", listener.name),
-            ));
-        }
-        if listener.host.is_empty() {
-            listener.host = ADVERTISED_WILDCARD_HOST.to_string();
-        } else if is_wildcard_host(&listener.host) {
-            return Err(invalid(
-                KEY,
-                value,
-                format!(
-                    "a host that clients can connect to for {}, not the wildcard {}",
-                    listener.name, listener.host
-                ),
-            ));
-        }
-    }
-    Ok(advertised)
-}
-
-fn parse_metrics_listener(key: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    }
-    let malformed = || {
-        invalid(
-            key,
-            value,
-            "an address such as 127.0.0.1:9644, or none to disable",
-        )
-    };
-    if let Ok(address) = trimmed.parse::<SocketAddr>() {
-        return Ok(Some(address));
-    }
-    let (host, port) = trimmed.rsplit_once(':').ok_or_else(malformed)?;
-    let ip = match host {
-        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        _ => return Err(malformed()),
-    };
-    let port = port.parse::<u16>().map_err(|_| malformed())?;
-    Ok(Some(SocketAddr::new(ip, port)))
-}
-
-/// Catches the metrics endpoint and a Kafka listener fighting over one port
-/// here, where the message can name both settings, rather than at bind time.
-fn check_metrics_port(config: &BrokerConfig) -> Result<(), ConfigError> {
-    let Some(metrics) = config.metrics_listener else {
-        return Ok(());
-    };
-    if metrics.port() == 0 {
-        return Ok(());
-    }
-    let overlaps = |host: &str| {
-        if metrics.ip().is_unspecified() || is_wildcard_host(host) {
-            return true;
-        }
-        match host.parse::<IpAddr>() {
-            Ok(address) => address == metrics.ip(),
-            Err(_) => host.eq_ignore_ascii_case("localhost") && metrics.ip().is_loopback(),
-        }
-    };
-    match config
-        .listeners
-        .iter()
-        .find(|listener| listener.port == metrics.port() && overlaps(&listener.host))
-    {
-        Some(listener) => Err(invalid(
-            "metrics.listener",
-            &metrics.to_string(),
-            format!("a port not used by listener {listener}"),
-        )),
-        None => Ok(()),
-    }
 }

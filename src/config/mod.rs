@@ -4,7 +4,10 @@
 //! Key names, defaults and validation follow Kafka so that an existing `server.properties`
 //! and existing admin tooling keep working.
 //!
-//! - `broker.rs`: the broker keys, `BrokerConfig`, listeners, unknown-key reporting.
+//! - `broker.rs`: the broker keys, `BrokerConfig`, unknown-key reporting.
+//! - `listener.rs`: `listeners`, `advertised.listeners`, `metrics.listener` and their ports.
+//! - `cluster.rs`: the node's roles, the controller quorum's voters and listener, the broker
+//!   lease and Raft timings, `broker.rack`, and how they must agree with the id and listeners.
 //! - `topic.rs`: every topic key of Kafka 3.x, `TopicConfig`, what DescribeConfigs reports.
 //! - `parse.rs`: the properties file syntax and `--override` arguments.
 //! - `validate.rs`: the value checks both kinds of key share.
@@ -14,7 +17,9 @@
 //! Pure: no I/O except `BrokerConfig::load` reading the file it is given.
 
 mod broker;
+mod cluster;
 mod dynamic;
+mod listener;
 mod parse;
 mod topic;
 mod validate;
@@ -24,11 +29,13 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use broker::{BrokerConfig, Listener, UnknownKey, DEFAULT_PORT, IGNORED_KAFKA_KEYS};
+pub use broker::{BrokerConfig, UnknownKey, DEFAULT_PORT, IGNORED_KAFKA_KEYS};
+pub use cluster::{ProcessRoles, QuorumVoter};
 pub use dynamic::{
     broker_key, check_broker_configs, BrokerKeyInfo, DynamicConfigError, DynamicLevel, GroupConfig,
     CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, GROUP_KEYS,
 };
+pub use listener::Listener;
 pub use parse::parse_override;
 pub use topic::{
     CleanupPolicy, ConfigSource, ConfigSynonym, ConfigType, DescribedConfig, TimestampType,
@@ -50,6 +57,9 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// Values that each parse but do not fit together, such as a voter list without this node.
+    #[error("{key}: {problem}")]
+    Conflict { key: String, problem: String },
 }
 
 fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
@@ -57,5 +67,12 @@ fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
         key: key.to_string(),
         value: value.to_string(),
         expected: expected.into(),
+    }
+}
+
+fn conflict(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Conflict {
+        key: key.to_string(),
+        problem: problem.into(),
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::broker::*;
+use super::cluster::*;
 use super::parse::*;
 use super::topic::*;
 use super::*;
@@ -42,6 +43,14 @@ fn assert_invalid(text: &str, expected_key: &str, expected_value: &str) {
 fn listener(name: &str, host: &str, port: u16) -> Listener {
     Listener {
         name: name.to_string(),
+        host: host.to_string(),
+        port,
+    }
+}
+
+fn voter(id: i32, host: &str, port: u16) -> QuorumVoter {
+    QuorumVoter {
+        id,
         host: host.to_string(),
         port,
     }
@@ -130,7 +139,7 @@ fn line_continuation_and_escapes() {
         config.log_dirs,
         vec![PathBuf::from("/data/one"), PathBuf::from("/data/two")]
     );
-    assert_eq!(config.process_roles.as_deref(), Some("broker,controller"));
+    assert_eq!(config.process_roles, ProcessRoles::Combined);
     assert_eq!(config.cluster_id, "back\\slash");
     assert_eq!(config.num_partitions, 2);
 }
@@ -308,12 +317,19 @@ log.retention.check.interval.ms=300000
     let (config, unknown) = parse(text);
     assert!(unknown.is_empty(), "{unknown:?}");
     assert_eq!(config.broker_id, 1);
-    assert_eq!(config.process_roles.as_deref(), Some("broker,controller"));
+    assert_eq!(config.process_roles, ProcessRoles::Combined);
     assert_eq!(config.listeners.len(), 2);
     assert_eq!(
         config.advertised_listeners[1],
         listener("CONTROLLER", "localhost", 9093)
     );
+    assert_eq!(config.controller_listener_names, ["CONTROLLER"]);
+    assert_eq!(
+        config.controller_listener(),
+        &listener("CONTROLLER", "", 9093)
+    );
+    assert_eq!(config.client_listener(), &listener("PLAINTEXT", "", 9092));
+    assert_eq!(config.quorum_voters(), [voter(1, "localhost", 9093)]);
     assert_eq!(config.data_dir(), Path::new("/tmp/kraft-combined-logs"));
     assert_eq!(config.topic_defaults.flush_messages, None);
 }
@@ -324,7 +340,8 @@ fn parsed_extra_broker_keys() {
         "min.insync.replicas=2\noffsets.topic.num.partitions=10\n\
          offsets.retention.minutes=60\ngroup.min.session.timeout.ms=100\n\
          group.max.session.timeout.ms=200\nmetrics.listener=0.0.0.0:9100\n\
-         controller.quorum.voters=1@localhost:9093\nnum.shards= 4 \nshard.pinning=False\n\
+         process.roles=broker\ncontroller.quorum.voters=1@localhost:9093\n\
+         num.shards= 4 \nshard.pinning=False\n\
          shard.io.memory.bytes=65536\nbatch.cache.bytes=0\nfetch.read.ahead.bytes=0\n\
          max.incremental.fetch.session.cache.slots=10\n\
          min.incremental.fetch.session.eviction.ms=500\n\
@@ -341,9 +358,10 @@ fn parsed_extra_broker_keys() {
         config.metrics_listener,
         Some("0.0.0.0:9100".parse().expect("valid address"))
     );
+    assert_eq!(config.process_roles, ProcessRoles::Broker);
     assert_eq!(
-        config.controller_quorum_voters.as_deref(),
-        Some("1@localhost:9093")
+        config.controller_quorum_voters,
+        [voter(1, "localhost", 9093)]
     );
     assert_eq!(config.num_shards, 4);
     assert!(!config.shard_pinning);
@@ -551,14 +569,14 @@ fn listener_cross_checks() {
     );
 
     assert_invalid(
-        "listeners=PLAINTEXT://:9644\n",
+        "listeners=PLAINTEXT://:9092,OTHER://:9700\nmetrics.listener=127.0.0.1:9700\n",
         "metrics.listener",
-        "127.0.0.1:9644",
+        "127.0.0.1:9700",
     );
-    let (config, _) = parse("listeners=PLAINTEXT://:9644\nmetrics.listener=none\n");
+    let (config, _) = parse("listeners=PLAINTEXT://:9092,OTHER://:9700\nmetrics.listener=none\n");
     assert_eq!(config.metrics_listener, None);
-    let (config, _) = parse("listeners=PLAINTEXT://10.0.0.1:9644\n");
-    assert_eq!(config.listeners[0].port, 9644);
+    let (config, _) = parse("listeners=PLAINTEXT://10.0.0.1:9092,OTHER://10.0.0.2:9644\n");
+    assert_eq!(config.metrics_listener, Some(metrics_address(9644)));
 
     assert_invalid(
         "group.min.session.timeout.ms=5000\ngroup.max.session.timeout.ms=4000\n",
@@ -739,4 +757,551 @@ fn override_arguments() {
         parse_override("=4"),
         Err(ConfigError::Invalid { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster keys: roles, voters, controller listener, timings, rack; their cross-checks.
+
+fn invalid_parts(error: ConfigError) -> (String, String) {
+    match error {
+        ConfigError::Invalid { key, value, .. } => (key, value),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+/// A cross-check refusal: the key it names, and words the message must contain.
+fn assert_conflict(text: &str, expected_key: &str, expected_words: &[&str]) {
+    let error = parse_error(text);
+    let message = error.to_string();
+    match error {
+        ConfigError::Conflict { key, .. } => assert_eq!(key, expected_key, "for {text:?}"),
+        other => panic!("expected Conflict for {text:?}, got {other:?}"),
+    }
+    assert!(
+        message.starts_with(&format!("{expected_key}: ")),
+        "{message}"
+    );
+    for word in expected_words {
+        assert!(message.contains(word), "{word:?} not in {message:?}");
+    }
+}
+
+fn metrics_address(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn cluster_defaults() {
+    let config = BrokerConfig::default();
+    assert_eq!(config.process_roles, ProcessRoles::Combined);
+    assert!(config.process_roles.is_broker() && config.process_roles.is_controller());
+    assert!(config.controller_quorum_voters.is_empty());
+    assert!(config.controller_listener_names.is_empty());
+    assert_eq!(config.broker_heartbeat_interval_ms, 250);
+    assert_eq!(config.broker_session_timeout_ms, 1500);
+    assert_eq!(config.controller_quorum_election_timeout_ms, 1000);
+    assert_eq!(config.controller_quorum_heartbeat_interval_ms, 100);
+    assert_eq!(config.broker_rack, None);
+    assert!(!IGNORED_KAFKA_KEYS.contains(&"controller.listener.names"));
+}
+
+#[test]
+fn process_roles_in_any_order_spacing_and_case() {
+    for (value, roles) in [
+        ("broker", ProcessRoles::Broker),
+        ("BROKER", ProcessRoles::Broker),
+        ("controller", ProcessRoles::Controller),
+        ("broker,controller", ProcessRoles::Combined),
+        (" Controller , broker ", ProcessRoles::Combined),
+        ("controller,broker,", ProcessRoles::Combined),
+    ] {
+        assert_eq!(parse_process_roles(value).unwrap(), roles, "{value:?}");
+    }
+    assert_eq!(ProcessRoles::Broker.to_string(), "broker");
+    assert!(!ProcessRoles::Broker.is_controller());
+    assert!(!ProcessRoles::Controller.is_broker());
+
+    let (config, _) =
+        parse("process.roles=controller\ncontroller.quorum.voters=0@localhost:9092\n");
+    assert_eq!(config.process_roles, ProcessRoles::Controller);
+
+    for value in [
+        "",
+        " , ",
+        "zookeeper",
+        "broker;controller",
+        "broker,broker",
+        "brokers",
+    ] {
+        let error = parse_error(&format!("process.roles={value}\n"));
+        let message = error.to_string();
+        assert_eq!(
+            invalid_parts(error),
+            ("process.roles".to_string(), value.trim().to_string())
+        );
+        assert!(
+            message.contains("broker, controller, or broker,controller"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn quorum_voters_parse() {
+    let voters = parse_quorum_voters(
+        "0@localhost:9092, 1@10.0.0.2:9093,2@[::1]:9094,3@broker-3.example.com:65535",
+    )
+    .unwrap();
+    assert_eq!(
+        voters,
+        [
+            voter(0, "localhost", 9092),
+            voter(1, "10.0.0.2", 9093),
+            voter(2, "::1", 9094),
+            voter(3, "broker-3.example.com", 65535),
+        ]
+    );
+    assert_eq!(voters[0].address(), "localhost:9092");
+    assert_eq!(voters[2].address(), "[::1]:9094");
+    assert_eq!(voters[2].to_string(), "2@[::1]:9094");
+    assert!(parse_quorum_voters("").unwrap().is_empty());
+    assert!(parse_quorum_voters(" , ").unwrap().is_empty());
+
+    // What is wrong with one entry names that entry; a clash between two names the list.
+    for (value, reported) in [
+        ("localhost:9092", "localhost:9092"),
+        ("0-localhost:9092", "0-localhost:9092"),
+        ("x@localhost:9092", "x@localhost:9092"),
+        ("-1@localhost:9092", "-1@localhost:9092"),
+        ("2147483648@localhost:9092", "2147483648@localhost:9092"),
+        ("0@localhost", "0@localhost"),
+        ("0@localhost:0", "0@localhost:0"),
+        ("0@localhost:65536", "0@localhost:65536"),
+        ("0@localhost:port", "0@localhost:port"),
+        ("0@::1:9092", "0@::1:9092"),
+        ("0@[nope]:9092", "0@[nope]:9092"),
+        ("0@[::1]9092", "0@[::1]9092"),
+        ("0@:9092", "0@:9092"),
+        ("0@0.0.0.0:9092", "0@0.0.0.0:9092"),
+        ("0@[::]:9092", "0@[::]:9092"),
+        ("0@local/host:9092", "0@local/host:9092"),
+        (
+            "0@localhost:9092,1@localhost:9093,0@other:9094",
+            "0@localhost:9092,1@localhost:9093,0@other:9094",
+        ),
+        (
+            "0@localhost:9092,1@localhost:9092",
+            "0@localhost:9092,1@localhost:9092",
+        ),
+    ] {
+        let error = match parse_quorum_voters(value) {
+            Ok(voters) => panic!("{value:?} parsed as {voters:?}"),
+            Err(error) => error,
+        };
+        assert_eq!(
+            invalid_parts(error),
+            ("controller.quorum.voters".to_string(), reported.to_string()),
+            "{value:?}"
+        );
+    }
+    let message = parse_quorum_voters("0@a:1,0@b:2").unwrap_err().to_string();
+    assert!(message.contains("node 0 appears twice"), "{message}");
+
+    // Through the whole file, as the broker reads it.
+    let (config, _) =
+        parse("controller.quorum.voters=0@localhost:9092,1@[fe80::1]:9093,2@host-2:9094\n");
+    assert_eq!(config.controller_quorum_voters.len(), 3);
+    assert_eq!(
+        config.controller_quorum_voters[1],
+        voter(1, "fe80::1", 9093)
+    );
+    assert_eq!(config.quorum_voters(), config.controller_quorum_voters);
+    let (config, _) = parse("controller.quorum.voters=\n");
+    assert!(config.controller_quorum_voters.is_empty());
+    assert_invalid(
+        "controller.quorum.voters=0@localhost:9092,one@localhost:9093\n",
+        "controller.quorum.voters",
+        "one@localhost:9093",
+    );
+}
+
+#[test]
+fn without_voters_the_quorum_is_this_node_alone() {
+    assert_eq!(
+        BrokerConfig::default().quorum_voters(),
+        [voter(0, "127.0.0.1", 9092)]
+    );
+    let (config, _) = parse("broker.id=4\nlisteners=PLAINTEXT://:9093\n");
+    assert_eq!(config.quorum_voters(), [voter(4, "localhost", 9093)]);
+    let (config, _) = parse(
+        "node.id=5\nlisteners=PLAINTEXT://0.0.0.0:9093,OTHER://[::1]:9094\n\
+         advertised.listeners=PLAINTEXT://kafka.example.com:19093\n",
+    );
+    assert_eq!(
+        config.quorum_voters(),
+        [voter(5, "kafka.example.com", 9093)]
+    );
+    let (config, _) = parse(
+        "listeners=PLAINTEXT://[::1]:9092,CONTROLLER://[::1]:9093\n\
+         controller.listener.names=CONTROLLER\n",
+    );
+    let voters = config.quorum_voters();
+    assert_eq!(voters, [voter(0, "::1", 9093)]);
+    assert_eq!(voters[0].address(), "[::1]:9093");
+    let (config, _) = parse("listeners=PLAINTEXT://127.0.0.1:0\n");
+    assert_eq!(config.quorum_voters(), [voter(0, "127.0.0.1", 0)]);
+}
+
+#[test]
+fn empty_listener_host_listens_everywhere_and_advertises_localhost() {
+    let (config, _) = parse("listeners=PLAINTEXT://:9093\n");
+    assert_eq!(config.listeners, [listener("PLAINTEXT", "", 9093)]);
+    assert_eq!(config.listeners[0].bind_address(), "0.0.0.0:9093");
+    assert_eq!(
+        config.advertised_listeners,
+        [listener("PLAINTEXT", "localhost", 9093)]
+    );
+    assert_eq!(config.quorum_voters()[0].address(), "localhost:9093");
+    let (config, _) = parse("listeners=PLAINTEXT://[::]:9093\n");
+    assert_eq!(config.listeners[0].bind_address(), "[::]:9093");
+    assert_eq!(
+        config.advertised_listeners,
+        [listener("PLAINTEXT", "localhost", 9093)]
+    );
+}
+
+#[test]
+fn controller_and_client_listeners() {
+    let two = "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n";
+    let (config, _) = parse(two);
+    assert_eq!(
+        config.controller_listener(),
+        &listener("PLAINTEXT", "", 9092)
+    );
+    assert_eq!(config.client_listener(), &listener("PLAINTEXT", "", 9092));
+
+    let (config, unknown) = parse(&format!("{two}controller.listener.names= controller \n"));
+    assert!(unknown.is_empty(), "{unknown:?}");
+    assert_eq!(config.controller_listener_names, ["CONTROLLER"]);
+    assert_eq!(
+        config.controller_listener(),
+        &listener("CONTROLLER", "", 9093)
+    );
+    assert_eq!(config.client_listener(), &listener("PLAINTEXT", "", 9092));
+
+    let (config, _) = parse(&format!(
+        "{two}controller.listener.names=CONTROLLER,plaintext\n"
+    ));
+    assert_eq!(
+        config.controller_listener_names,
+        ["CONTROLLER", "PLAINTEXT"]
+    );
+    assert_eq!(
+        config.controller_listener(),
+        &listener("CONTROLLER", "", 9093)
+    );
+    assert_eq!(
+        config.client_listener(),
+        &listener("PLAINTEXT", "", 9092),
+        "every listener is a controller listener: the first serves clients too"
+    );
+    let (config, _) = parse(&format!("{two}controller.listener.names=\n"));
+    assert!(config.controller_listener_names.is_empty());
+
+    let error = parse_error(&format!(
+        "{two}controller.listener.names=CONTROLLER,OTHER\n"
+    ));
+    let message = error.to_string();
+    assert_eq!(
+        invalid_parts(error),
+        (
+            "controller.listener.names".to_string(),
+            "CONTROLLER,OTHER".to_string()
+        )
+    );
+    assert!(message.contains("OTHER is not among them"), "{message}");
+    assert_invalid(
+        &format!("{two}controller.listener.names=CONTROLLER,controller\n"),
+        "controller.listener.names",
+        "CONTROLLER,controller",
+    );
+}
+
+#[test]
+fn broker_lease_and_raft_timings() {
+    let (config, _) = parse(
+        "broker.heartbeat.interval.ms=100\nbroker.session.timeout.ms=200\n\
+         controller.quorum.election.timeout.ms=300\ncontroller.quorum.heartbeat.interval.ms=149\n",
+    );
+    assert_eq!(config.broker_heartbeat_interval_ms, 100);
+    assert_eq!(config.broker_session_timeout_ms, 200);
+    assert_eq!(config.controller_quorum_election_timeout_ms, 300);
+    assert_eq!(config.controller_quorum_heartbeat_interval_ms, 149);
+
+    for (key, value) in [
+        ("broker.heartbeat.interval.ms", "9"),
+        ("broker.heartbeat.interval.ms", "60001"),
+        ("broker.heartbeat.interval.ms", "soon"),
+        ("broker.session.timeout.ms", "99"),
+        ("broker.session.timeout.ms", "600001"),
+        ("controller.quorum.election.timeout.ms", "99"),
+        ("controller.quorum.election.timeout.ms", "60001"),
+        ("controller.quorum.heartbeat.interval.ms", "9"),
+        ("controller.quorum.heartbeat.interval.ms", "10001"),
+    ] {
+        assert_invalid(&format!("{key}={value}\n"), key, value);
+    }
+
+    let message =
+        parse_error("broker.heartbeat.interval.ms=1000\nbroker.session.timeout.ms=1999\n")
+            .to_string();
+    assert!(
+        message.contains("broker.session.timeout.ms")
+            && message.contains("at least twice broker.heartbeat.interval.ms (1000)"),
+        "{message}"
+    );
+    assert_invalid(
+        "broker.heartbeat.interval.ms=1000\nbroker.session.timeout.ms=1999\n",
+        "broker.session.timeout.ms",
+        "1999",
+    );
+    parse("broker.heartbeat.interval.ms=1000\nbroker.session.timeout.ms=2000\n");
+    assert_invalid(
+        "broker.heartbeat.interval.ms=800\n",
+        "broker.session.timeout.ms",
+        "1500",
+    );
+
+    assert_invalid(
+        "controller.quorum.election.timeout.ms=1000\ncontroller.quorum.heartbeat.interval.ms=500\n",
+        "controller.quorum.heartbeat.interval.ms",
+        "500",
+    );
+    assert_invalid(
+        "controller.quorum.election.timeout.ms=200\n",
+        "controller.quorum.heartbeat.interval.ms",
+        "100",
+    );
+    let message = parse_error("controller.quorum.election.timeout.ms=200\n").to_string();
+    assert!(
+        message.contains("less than half of controller.quorum.election.timeout.ms (200)"),
+        "{message}"
+    );
+    parse(
+        "controller.quorum.election.timeout.ms=1000\ncontroller.quorum.heartbeat.interval.ms=499\n",
+    );
+}
+
+#[test]
+fn broker_rack() {
+    let (config, unknown) = parse("broker.rack=rack-a\n");
+    assert!(unknown.is_empty());
+    assert_eq!(config.broker_rack.as_deref(), Some("rack-a"));
+    let (config, _) = parse("broker.rack=\n");
+    assert_eq!(config.broker_rack, None);
+}
+
+#[test]
+fn quorum_cross_checks() {
+    const VOTERS: &str =
+        "controller.quorum.voters=0@localhost:9092,1@localhost:9093,2@localhost:9094\n";
+    let members = |id: u16| {
+        format!(
+            "broker.id={id}\nlisteners=PLAINTEXT://:{}\n{VOTERS}",
+            9092 + id
+        )
+    };
+    for id in 0..3 {
+        for roles in ["broker,controller", "controller"] {
+            let (config, _) = parse(&format!("{}process.roles={roles}\n", members(id)));
+            assert_eq!(config.controller_quorum_voters.len(), 3);
+        }
+    }
+
+    // 1. A controller must be a voter, at the port of its controller listener.
+    for roles in ["broker,controller", "controller"] {
+        assert_conflict(
+            &format!("broker.id=3\nlisteners=PLAINTEXT://:9095\nprocess.roles={roles}\n{VOTERS}"),
+            "controller.quorum.voters",
+            &["controller.quorum.voters: node 3 is not a voter (voters: 0, 1, 2)"],
+        );
+        assert_conflict(
+            &format!("broker.id=1\nlisteners=PLAINTEXT://:9092\nprocess.roles={roles}\n{VOTERS}"),
+            "controller.quorum.voters",
+            &["1@localhost:9093", "PLAINTEXT://:9092"],
+        );
+    }
+    let separate = "broker.id=0\nlisteners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+                    controller.listener.names=CONTROLLER\n";
+    assert_conflict(
+        &format!("{separate}controller.quorum.voters=0@localhost:9092\n"),
+        "controller.quorum.voters",
+        &["0@localhost:9092", "CONTROLLER://:9093"],
+    );
+    parse(&format!(
+        "{separate}controller.quorum.voters=0@localhost:9093\n"
+    ));
+    assert_conflict(
+        &format!("listeners=PLAINTEXT://:0\n{VOTERS}"),
+        "controller.quorum.voters",
+        &["0@localhost:9092", "PLAINTEXT://:0", "port 0"],
+    );
+
+    // 2. A broker-only node registers with other nodes' quorum.
+    let (config, _) = parse(&format!(
+        "broker.id=3\nlisteners=PLAINTEXT://:9095\nprocess.roles=broker\n{VOTERS}"
+    ));
+    assert_eq!(config.process_roles, ProcessRoles::Broker);
+    assert_eq!(config.quorum_voters().len(), 3);
+    assert_conflict(
+        "process.roles=broker\n",
+        "controller.quorum.voters",
+        &["not set", "process.roles=broker"],
+    );
+    assert_conflict(
+        &format!("{}process.roles=broker\n", members(1)),
+        "controller.quorum.voters",
+        &[
+            "node 1 is a voter (1@localhost:9093)",
+            "process.roles=broker",
+        ],
+    );
+
+    // 3. A controller alone has no quorum to be part of.
+    assert_conflict(
+        "process.roles=controller\n",
+        "controller.quorum.voters",
+        &["not set", "process.roles=controller"],
+    );
+}
+
+#[test]
+fn metrics_listener_follows_the_first_listener() {
+    for (port, metrics) in [(9092, 9644), (9093, 9645), (9094, 9646), (64983, 65535)] {
+        let (config, _) = parse(&format!("listeners=PLAINTEXT://:{port}\n"));
+        assert_eq!(
+            config.metrics_listener,
+            Some(metrics_address(metrics)),
+            "{port}"
+        );
+    }
+    let (config, _) = parse("listeners=PLAINTEXT://127.0.0.1:0\n");
+    assert_eq!(config.metrics_listener, Some(metrics_address(0)));
+    let (config, _) = parse("listeners=PLAINTEXT://:64984\n");
+    assert_eq!(config.metrics_listener, None);
+    let (config, _) = parse("listeners=PLAINTEXT://:9093,OTHER://:9092\n");
+    assert_eq!(config.metrics_listener, Some(metrics_address(9645)));
+
+    let (config, _) = parse("listeners=PLAINTEXT://:9093\nmetrics.listener=127.0.0.1:9100\n");
+    assert_eq!(config.metrics_listener, Some(metrics_address(9100)));
+    let (config, _) = parse("listeners=PLAINTEXT://:9093\nmetrics.listener=none\n");
+    assert_eq!(config.metrics_listener, None);
+
+    // The derived port is checked against the listeners as a written one is.
+    let error = parse_error("listeners=PLAINTEXT://:9092,OTHER://:9644\n");
+    let message = error.to_string();
+    assert_eq!(
+        invalid_parts(error),
+        ("metrics.listener".to_string(), "127.0.0.1:9644".to_string())
+    );
+    assert!(
+        message.contains("OTHER://:9644") && message.contains("+ 552"),
+        "{message}"
+    );
+    let (config, _) = parse("listeners=PLAINTEXT://:9092,OTHER://:9644\nmetrics.listener=none\n");
+    assert_eq!(config.metrics_listener, None);
+}
+
+/// Kafka's quickstart: copies of `config/server.properties` with `broker.id`, `listeners`
+/// and `log.dir` edited make a three-node cluster on one machine, and the shipped
+/// `server-1.properties` and `server-2.properties` are exactly those copies.
+#[test]
+fn shipped_configs_are_the_quickstart_cluster() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let read = |name: &str| match std::fs::read_to_string(directory.join(name)) {
+        Ok(text) => text,
+        Err(error) => panic!("cannot read config/{name}: {error}"),
+    };
+    let seed = read("server.properties");
+    assert!(
+        !seed
+            .lines()
+            .any(|line| line.trim_start().starts_with("log.dirs")),
+        "only log.dir, so that editing it in a copy means what it says"
+    );
+    let edit = |text: &str, from: &str, to: &str| {
+        let (from, to) = (format!("\n{from}\n"), format!("\n{to}\n"));
+        assert_eq!(text.matches(&from).count(), 1, "{from:?} once in the file");
+        text.replacen(&from, &to, 1)
+    };
+    let copy = |id: u16| {
+        let text = edit(&seed, "broker.id=0", &format!("broker.id={id}"));
+        let text = edit(
+            &text,
+            "listeners=PLAINTEXT://:9092",
+            &format!("listeners=PLAINTEXT://:{}", 9092 + id),
+        );
+        edit(
+            &text,
+            "log.dir=/tmp/kafka-logs",
+            &format!("log.dir=/tmp/kafka-logs-{id}"),
+        )
+    };
+    let texts = [seed.clone(), copy(1), copy(2)];
+    assert_eq!(read("server-1.properties"), texts[1], "server-1.properties");
+    assert_eq!(read("server-2.properties"), texts[2], "server-2.properties");
+
+    let configs: Vec<BrokerConfig> = texts
+        .iter()
+        .map(|text| {
+            let (config, unknown) = parse(text);
+            assert!(unknown.is_empty(), "{unknown:?}");
+            config
+        })
+        .collect();
+    let ids: Vec<i32> = configs.iter().map(|config| config.broker_id).collect();
+    assert_eq!(ids, [0, 1, 2]);
+    let ports: Vec<u16> = configs
+        .iter()
+        .map(|config| config.listeners[0].port)
+        .collect();
+    assert_eq!(ports, [9092, 9093, 9094]);
+    let dirs: Vec<&Path> = configs.iter().map(BrokerConfig::data_dir).collect();
+    assert_eq!(
+        dirs,
+        [
+            Path::new("/tmp/kafka-logs"),
+            Path::new("/tmp/kafka-logs-1"),
+            Path::new("/tmp/kafka-logs-2")
+        ]
+    );
+    let metrics: Vec<_> = configs
+        .iter()
+        .map(|config| config.metrics_listener)
+        .collect();
+    assert_eq!(
+        metrics,
+        [9644, 9645, 9646].map(|port| Some(metrics_address(port)))
+    );
+    for config in &configs {
+        assert_eq!(config.process_roles, ProcessRoles::Combined);
+        assert_eq!(config.quorum_voters(), configs[0].quorum_voters());
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.listeners[0].host, "", "listens on every address");
+        let own = config
+            .controller_quorum_voters
+            .iter()
+            .find(|voter| voter.id == config.broker_id)
+            .expect("each node is a voter");
+        assert_eq!(own.port, config.controller_listener().port);
+        assert_eq!(own.host, config.advertised_listeners[0].host);
+    }
+    assert_eq!(
+        configs[0].controller_quorum_voters,
+        [
+            voter(0, "localhost", 9092),
+            voter(1, "localhost", 9093),
+            voter(2, "localhost", 9094)
+        ]
+    );
 }
