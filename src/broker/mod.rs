@@ -141,6 +141,7 @@ async fn run_shard(
         };
         let node = crate::cluster::Node::open(config.clone())?;
         let _ = shard.cluster.set(node.clone());
+        node.check_id(&shard).await;
         node.start(&shard);
         let accepting = {
             let shard = shard.clone();

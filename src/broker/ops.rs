@@ -12,10 +12,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::metadata::{self, ConfigTable, TopicRecord};
+use super::shard::{Shard, TopicPartition};
 use crate::cluster::controller::assign;
 use crate::cluster::state::{Applied, ClusterState, MetadataRecord, TopicState};
 use crate::cluster::wire::{ControllerAnswer, ControllerCall};
-use super::shard::{Shard, TopicPartition};
 use crate::config::{
     self, BrokerConfig, GroupConfig, TimestampType, TopicCompression, TopicConfig,
 };
@@ -671,7 +671,11 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 /// else forwarded to it (any broker takes topic and config changes, as Kafka's do).
 pub async fn control(shard: &Rc<Shard>, request: ControlRequest) -> ControlReply {
     let Some(node) = shard.cluster.get().cloned() else {
-        return refuse_all(&request, code::NOT_CONTROLLER, "controller requests go to shard 0");
+        return refuse_all(
+            &request,
+            code::NOT_CONTROLLER,
+            "controller requests go to shard 0",
+        );
     };
     if node.leader() == Some(node.me) {
         return control_as_controller(shard, &node, request).await.0;

@@ -349,19 +349,23 @@ impl Shard {
                     continue;
                 }
                 let key = (name.clone(), partition);
+                let epoch = topic.partition(partition).map_or(0, |p| p.leader_epoch);
                 let existing = self.logs.borrow().get(&key).cloned();
                 match existing {
-                    Some(log) => log.set_config(topic.config.clone()),
-                    None => to_open.push((key, topic.config.clone())),
+                    Some(log) => {
+                        log.set_config(topic.config.clone());
+                        log.set_leader_epoch(epoch);
+                    }
+                    None => to_open.push((key, topic.config.clone(), epoch)),
                 }
             }
         }
         // Several logs open at once: recovery is mostly waiting for reads, and a start with
         // thousands of partitions should not wait for them one after another.
-        let opens = to_open.into_iter().map(|(key, config)| {
+        let opens = to_open.into_iter().map(|(key, config, epoch)| {
             let dir = metadata::partition_dir(&data_dir, &key.0, key.1);
             let storage = self.storage.clone();
-            async move { (key, PartitionLog::open(dir, config, 0, storage).await) }
+            async move { (key, PartitionLog::open(dir, config, epoch, storage).await) }
         });
         let mut opened = futures::stream::iter(opens).buffer_unordered(LOGS_OPENED_AT_ONCE);
         while let Some(((name, partition), log)) = opened.next().await {

@@ -89,7 +89,11 @@ pub(super) async fn run(
                     .map(|(id, end)| {
                         vec![
                             format!("{id}{}", if *id == q.leader { "*" } else { "" }),
-                            if *end >= 0 { end.to_string() } else { "-".into() },
+                            if *end >= 0 {
+                                end.to_string()
+                            } else {
+                                "-".into()
+                            },
                             if *end >= 0 {
                                 (q.high_watermark - end).max(0).to_string()
                             } else {

@@ -213,12 +213,8 @@ pub(super) async fn run(
                     let offset = |m: &BTreeMap<(String, i32), i64>| {
                         m.get(&slot).map_or("-".to_owned(), i64::to_string)
                     };
-                    let list = |ids: &[i32]| {
-                        ids.iter()
-                            .map(i32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    };
+                    let list =
+                        |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
                     vec![
                         p.partition.to_string(),
                         if p.leader >= 0 {

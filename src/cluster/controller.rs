@@ -62,7 +62,12 @@ impl Leases {
             .collect();
     }
 
-    pub fn register(&self, state: &ClusterState, request: &Registration, now_ms: u64) -> RegisterDecision {
+    pub fn register(
+        &self,
+        state: &ClusterState,
+        request: &Registration,
+        now_ms: u64,
+    ) -> RegisterDecision {
         if let Some(existing) = state.brokers.get(&request.id) {
             if existing.incarnation == request.incarnation {
                 return RegisterDecision::Known(existing.epoch);
@@ -226,7 +231,10 @@ mod tests {
             };
             state.apply(i as u64 + 1, record);
             let epoch = i as u64 + 1;
-            state.apply(100 + epoch, MetadataRecord::UnfenceBroker { id: *id, epoch });
+            state.apply(
+                100 + epoch,
+                MetadataRecord::UnfenceBroker { id: *id, epoch },
+            );
         }
         state
     }
@@ -247,12 +255,19 @@ mod tests {
             r.dedup();
             assert_eq!(r.len(), 3);
         }
-        assert!(assign(&state, "orders", 0, 1, 4).unwrap_err().contains("3 available brokers"));
+        assert!(assign(&state, "orders", 0, 1, 4)
+            .unwrap_err()
+            .contains("3 available brokers"));
     }
 
     #[test]
     fn replicas_alternate_racks() {
-        let state = state_with(&[(0, Some("a")), (1, Some("a")), (2, Some("b")), (3, Some("b"))]);
+        let state = state_with(&[
+            (0, Some("a")),
+            (1, Some("a")),
+            (2, Some("b")),
+            (3, Some("b")),
+        ]);
         for p in assign(&state, "t", 0, 8, 2).unwrap() {
             let rack = |id: i32| state.brokers[&id].rack.clone();
             assert_ne!(rack(p.replicas[0]), rack(p.replicas[1]), "{p:?}");
@@ -303,9 +318,15 @@ mod tests {
         state.apply(50, MetadataRecord::FenceBroker { id: 1, epoch: 2 });
         let (answer, record) = leases.heartbeat(&state, 1, 2, false, 2000);
         assert!(answer.fenced);
-        assert_eq!(record, Some(MetadataRecord::UnfenceBroker { id: 1, epoch: 2 }));
+        assert_eq!(
+            record,
+            Some(MetadataRecord::UnfenceBroker { id: 1, epoch: 2 })
+        );
         let (_, record) = leases.heartbeat(&state, 0, 1, true, 2000);
-        assert_eq!(record, Some(MetadataRecord::ShutDownBroker { id: 0, epoch: 1 }));
+        assert_eq!(
+            record,
+            Some(MetadataRecord::ShutDownBroker { id: 0, epoch: 1 })
+        );
         let (answer, _) = leases.heartbeat(&state, 0, 77, false, 2000);
         assert!(answer.stale);
     }

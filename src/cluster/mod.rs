@@ -32,7 +32,11 @@ impl slog::Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         match record.level() {
             slog::Level::Critical | slog::Level::Error | slog::Level::Warning => {
                 tracing::warn!(target: "raft", "{}", record.msg())

@@ -62,6 +62,9 @@ pub struct Node {
     ready_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Controlled shutdown: heartbeats ask the controller to move leadership away.
     want_shutdown: Cell<bool>,
+    /// Set once the node takes part in the quorum (after `check_id`): until then peers'
+    /// messages are dropped, so a node that turns out to be a duplicate never votes.
+    joined: Cell<bool>,
     /// This broker's producer-id block: next, end.
     producer_ids: Cell<(i64, i64)>,
     producer_lock: runtime::LocalLock,
@@ -78,7 +81,8 @@ impl Node {
         let quorum_config = QuorumConfig {
             node: me,
             voters: voter_ids.clone(),
-            election_ticks: (config.controller_quorum_election_timeout_ms / tick_ms).max(2) as usize,
+            election_ticks: (config.controller_quorum_election_timeout_ms / tick_ms).max(2)
+                as usize,
             heartbeat_ticks: 1,
             snapshot_every: SNAPSHOT_EVERY,
         };
@@ -115,6 +119,7 @@ impl Node {
             ready: Cell::new(false),
             ready_waiters: RefCell::new(Vec::new()),
             want_shutdown: Cell::new(false),
+            joined: Cell::new(false),
             producer_ids: Cell::new((0, 0)),
             producer_lock: runtime::LocalLock::new(1),
             control_lock: runtime::LocalLock::new(1),
@@ -127,7 +132,47 @@ impl Node {
     }
 
     /// Starts the node's tasks on shard 0.
+    /// Before taking part in the quorum: asks the voters whether another live broker, at
+    /// another address, already has this node's id, and stops the process (exit 2) if so. A
+    /// Raft voter with a live twin could vote twice in a term. With no voter reachable or no
+    /// leader yet (the whole cluster is starting), there is no live twin to find.
+    pub async fn check_id(&self, shard: &Shard) {
+        let call = ControllerCall::CheckId {
+            registration: self.registration(shard),
+        };
+        let mut asked: Vec<i32> = Vec::new();
+        let mut next: Vec<i32> = self
+            .voter_ids
+            .iter()
+            .copied()
+            .filter(|&v| v != self.me)
+            .collect();
+        while let Some(id) = next.pop() {
+            if asked.contains(&id) || id == self.me {
+                continue;
+            }
+            asked.push(id);
+            let Some(voter) = self.voters.iter().find(|v| v.id == id) else {
+                continue;
+            };
+            match transport::call(&voter.address(), &call, Duration::from_millis(500)).await {
+                Ok(ControllerAnswer::DuplicateId { host, port }) => fatal_config(&format!(
+                    "node.id (broker.id) {} is already used by the live broker at {host}:{port}; \
+                     give every broker its own id",
+                    self.me
+                )),
+                Ok(ControllerAnswer::Mismatch(why)) => fatal_config(&why),
+                Ok(ControllerAnswer::NotController {
+                    leader: Some(leader),
+                }) => next.push(leader),
+                // The leader said the id is free, or nobody could tell.
+                _ => {}
+            }
+        }
+    }
+
     pub fn start(self: &Rc<Self>, shard: &Rc<Shard>) {
+        self.joined.set(true);
         let header = QuorumHeader {
             from: self.me,
             cluster_id: self.config.cluster_id.clone(),
@@ -265,6 +310,9 @@ impl Node {
     }
 
     pub fn step(&self, messages: Vec<Message>) {
+        if !self.joined.get() {
+            return;
+        }
         {
             let mut quorum = self.quorum.borrow_mut();
             for message in messages {
@@ -314,7 +362,9 @@ impl Node {
         self.process();
         match runtime::timeout(PROPOSAL_TIMEOUT, rx).await {
             Some(Ok(committed)) => Ok(committed),
-            Some(Err(_)) => Err("the controller lost its leadership before the change committed".into()),
+            Some(Err(_)) => {
+                Err("the controller lost its leadership before the change committed".into())
+            }
             None => {
                 self.pending.borrow_mut().remove(&tag);
                 Err("the change did not commit in time".into())
@@ -479,7 +529,9 @@ impl Node {
                 };
                 match self.call_controller(call).await {
                     ControllerAnswer::Heartbeat(answer) if answer.stale => {
-                        tracing::warn!("the controller no longer knows this registration; registering again");
+                        tracing::warn!(
+                            "the controller no longer knows this registration; registering again"
+                        );
                         self.epoch.set(None);
                         self.ready.set(false);
                         continue 'register;
@@ -512,9 +564,10 @@ impl Node {
             .peers
             .values()
             .filter_map(|peer| {
-                peer.last_error.borrow().as_ref().map(|e| {
-                    format!("voter {} at {}: {e}", peer.id, peer.address)
-                })
+                peer.last_error
+                    .borrow()
+                    .as_ref()
+                    .map(|e| format!("voter {} at {}: {e}", peer.id, peer.address))
             })
             .collect();
         tracing::warn!(
@@ -556,7 +609,6 @@ impl Node {
         tracing::warn!("the controller did not confirm the controlled shutdown in time");
     }
 
-
     /// Calls the active controller: this node if it leads, else the leader it knows of,
     /// following NOT_CONTROLLER hints, for up to `CALL_TIMEOUT`.
     pub async fn call_controller(&self, call: ControllerCall) -> ControllerAnswer {
@@ -589,6 +641,27 @@ impl Node {
 
     /// Serves a call on the active controller.
     pub async fn handle_call(&self, call: ControllerCall) -> ControllerAnswer {
+        if let ControllerCall::CheckId { registration } = &call {
+            if !self.is_leader() {
+                // Any voter can tell from the applied state: a registration of this id at
+                // another address that is not fenced is a live broker (the leader also knows
+                // its lease).
+                let state = self.state();
+                return match state.brokers.get(&registration.id) {
+                    Some(b)
+                        if !b.fenced
+                            && b.incarnation != registration.incarnation
+                            && (b.host != registration.host || b.port != registration.port) =>
+                    {
+                        ControllerAnswer::DuplicateId {
+                            host: b.host.clone(),
+                            port: b.port,
+                        }
+                    }
+                    _ => ControllerAnswer::IdFree,
+                };
+            }
+        }
         if !self.is_leader() {
             return ControllerAnswer::NotController {
                 leader: self.leader(),
@@ -653,6 +726,18 @@ impl Node {
                 ControllerAnswer::Heartbeat(answer)
             }
             ControllerCall::DescribeQuorum => ControllerAnswer::Quorum(self.quorum_status()),
+            ControllerCall::CheckId { registration } => {
+                match self
+                    .leases
+                    .borrow()
+                    .register(&self.state(), &registration, self.now_ms())
+                {
+                    RegisterDecision::Duplicate { host, port } => {
+                        ControllerAnswer::DuplicateId { host, port }
+                    }
+                    _ => ControllerAnswer::IdFree,
+                }
+            }
             ControllerCall::Control(_) => {
                 ControllerAnswer::Failed("control requests are served by the broker".into())
             }
@@ -688,7 +773,8 @@ impl Node {
         };
         match self.call_controller(call).await {
             ControllerAnswer::ProducerIds { start } => {
-                self.producer_ids.set((start + 1, start + PRODUCER_ID_BLOCK));
+                self.producer_ids
+                    .set((start + 1, start + PRODUCER_ID_BLOCK));
                 Ok(start)
             }
             other => Err(format!("no producer ids from the controller: {other:?}")),

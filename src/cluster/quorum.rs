@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use raft::eraftpb::{Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
 
 use super::state::{decode_records, encode_records, Applied, ClusterState, MetadataRecord};
 use super::store::{Disk, LogStore};
@@ -210,6 +210,13 @@ impl<D: Disk> QuorumNode<D> {
         self.apply(light.take_committed_entries(), &mut out);
         self.raw.advance_apply();
         self.maybe_snapshot()?;
+        // A snapshot is taken as delivered once handed out: if it is lost, the leader probes
+        // the follower again and sends another, instead of waiting for a report for ever.
+        for message in &out.messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                self.raw.report_snapshot(message.to, SnapshotStatus::Finish);
+            }
+        }
         Ok(out)
     }
 

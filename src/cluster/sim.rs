@@ -117,8 +117,7 @@ impl Sim {
         let term = node.term();
         let is_leader = node.is_leader();
         for message in output.messages {
-            self.network
-                .push((i as i32, node_id(message.to), message));
+            self.network.push((i as i32, node_id(message.to), message));
         }
         if is_leader {
             let previous = *self.leaders.entry(term).or_insert(i as i32);

@@ -82,12 +82,24 @@ pub enum MetadataRecord {
     /// A broker (re)starts. It is registered fenced; its `epoch` is set on apply to the log
     /// index of the entry. A new incarnation ends the old one's leadership.
     RegisterBroker(BrokerRegistration),
-    FenceBroker { id: i32, epoch: u64 },
-    UnfenceBroker { id: i32, epoch: u64 },
+    FenceBroker {
+        id: i32,
+        epoch: u64,
+    },
+    UnfenceBroker {
+        id: i32,
+        epoch: u64,
+    },
     /// Controlled shutdown: leadership moves away; the broker stays registered.
-    ShutDownBroker { id: i32, epoch: u64 },
+    ShutDownBroker {
+        id: i32,
+        epoch: u64,
+    },
     CreateTopic(TopicState),
-    DeleteTopic { name: String, id: [u8; 16] },
+    DeleteTopic {
+        name: String,
+        id: [u8; 16],
+    },
     /// New partitions at the end of the topic's list.
     AddPartitions {
         name: String,
@@ -99,7 +111,10 @@ pub enum MetadataRecord {
     },
     SetConfigs(ConfigTable),
     /// The next `count` producer ids go to `broker`; apply answers the block's first id.
-    AllocateProducerIds { broker: i32, count: i64 },
+    AllocateProducerIds {
+        broker: i32,
+        count: i64,
+    },
     /// A single-node data directory from before the metadata log: its topic table, dynamic
     /// configs and reserved producer ids become the first entry; every partition goes to `broker`.
     ImportLegacy {
@@ -142,7 +157,9 @@ impl ClusterState {
     }
 
     fn is_active(&self, id: i32) -> bool {
-        self.brokers.get(&id).is_some_and(BrokerRegistration::is_active)
+        self.brokers
+            .get(&id)
+            .is_some_and(BrokerRegistration::is_active)
     }
 
     /// Applies one record of the entry at `index`.
@@ -212,8 +229,10 @@ impl ClusterState {
                     .iter()
                     .map(|p| self.is_active(p.leader))
                     .collect();
-                let fallback: Vec<i32> =
-                    partitions.iter().map(|p| self.first_active(&p.isr)).collect();
+                let fallback: Vec<i32> = partitions
+                    .iter()
+                    .map(|p| self.first_active(&p.isr))
+                    .collect();
                 match self.topics.get_mut(&name) {
                     Some(topic) => {
                         for (i, mut partition) in partitions.into_iter().enumerate() {
@@ -228,14 +247,15 @@ impl ClusterState {
                     None => Applied::Refused(format!("no topic '{name}'")),
                 }
             }
-            MetadataRecord::SetTopicConfig { name, overrides } => match self.topics.get_mut(&name)
-            {
-                Some(topic) => {
-                    topic.record.overrides = overrides;
-                    Applied::Done
+            MetadataRecord::SetTopicConfig { name, overrides } => {
+                match self.topics.get_mut(&name) {
+                    Some(topic) => {
+                        topic.record.overrides = overrides;
+                        Applied::Done
+                    }
+                    None => Applied::Refused(format!("no topic '{name}'")),
                 }
-                None => Applied::Refused(format!("no topic '{name}'")),
-            },
+            }
             MetadataRecord::SetConfigs(configs) => {
                 self.configs = configs;
                 Applied::Done
@@ -255,10 +275,8 @@ impl ClusterState {
                     let partitions = (0..record.partitions)
                         .map(|_| PartitionState::new(vec![broker]))
                         .collect();
-                    self.topics.insert(
-                        record.name.clone(),
-                        TopicState { record, partitions },
-                    );
+                    self.topics
+                        .insert(record.name.clone(), TopicState { record, partitions });
                 }
                 self.configs = configs;
                 self.next_producer_id = self.next_producer_id.max(producer_ids_end);
@@ -398,7 +416,10 @@ mod tests {
                 state.apply(index, MetadataRecord::RegisterBroker(broker(id))),
                 Applied::BrokerEpoch(index)
             );
-            state.apply(10 + index, MetadataRecord::UnfenceBroker { id, epoch: index });
+            state.apply(
+                10 + index,
+                MetadataRecord::UnfenceBroker { id, epoch: index },
+            );
         }
         state.apply(20, MetadataRecord::CreateTopic(topic("t", &[0, 1, 0])));
         assert_eq!(state.topics["t"].partitions[1].leader, 1);
@@ -409,7 +430,10 @@ mod tests {
         );
         state.apply(22, MetadataRecord::FenceBroker { id: 1, epoch: 2 });
         let p = &state.topics["t"].partitions[1];
-        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (NO_LEADER, 1, vec![1]));
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (NO_LEADER, 1, vec![1])
+        );
         assert_eq!(state.topics["t"].partitions[0].leader, 0);
 
         state.apply(23, MetadataRecord::UnfenceBroker { id: 1, epoch: 2 });
@@ -438,10 +462,7 @@ mod tests {
         ];
         let decoded = decode_records(&encode_records(&records)).unwrap();
         assert_eq!(decoded, records);
-        let answers: Vec<Applied> = decoded
-            .into_iter()
-            .map(|r| state.apply(5, r))
-            .collect();
+        let answers: Vec<Applied> = decoded.into_iter().map(|r| state.apply(5, r)).collect();
         assert_eq!(answers[2], Applied::ProducerIds(0));
         assert_eq!(state.next_producer_id, 1000);
         assert_eq!(ClusterState::decode(&state.encode()).unwrap(), state);

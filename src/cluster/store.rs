@@ -83,12 +83,37 @@ impl LogStore {
                 .set_conf_state(core.conf_state.clone());
         }
         let snapshot_index = core.snapshot.get_metadata().index;
-        core.entries = stored
+        // Only a contiguous run right after the snapshot is a log; anything after a gap (a
+        // damaged file) is not trusted, and Raft fetches it again from the leader.
+        let mut expected = snapshot_index + 1;
+        for entry in stored
             .entries
             .into_iter()
             .filter(|e| e.index > snapshot_index)
-            .collect();
+        {
+            if entry.index != expected {
+                tracing::warn!(
+                    expected,
+                    found = entry.index,
+                    "metadata log has a gap; the entries after it are dropped"
+                );
+                break;
+            }
+            expected += 1;
+            core.entries.push(entry);
+        }
         core.hard_state = stored.hard_state;
+        let last = core.last_index();
+        if core.hard_state.commit > last {
+            // The log lost entries it had synced (a damaged disk): Raft would refuse to start.
+            // Serve from what is left; the quorum sends the rest again.
+            tracing::error!(
+                commit = core.hard_state.commit,
+                last,
+                "metadata log ends before its commit index; some entries were lost"
+            );
+            core.hard_state.commit = last;
+        }
         if core.hard_state.commit < snapshot_index {
             core.hard_state.commit = snapshot_index;
         }
@@ -193,8 +218,7 @@ impl raft::Storage for LogStore {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let offset = core.first_index();
-        let mut entries =
-            core.entries[(low - offset) as usize..(high - offset) as usize].to_vec();
+        let mut entries = core.entries[(low - offset) as usize..(high - offset) as usize].to_vec();
         if let Some(max) = max_size.into() {
             let mut size = 0u64;
             let mut keep = 0;
@@ -368,9 +392,7 @@ impl Disk for FileDisk {
 
     fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
         for entry in entries {
-            let body = entry
-                .write_to_bytes()
-                .map_err(|e| invalid(e.to_string()))?;
+            let body = entry.write_to_bytes().map_err(|e| invalid(e.to_string()))?;
             self.write_record(RECORD_ENTRY, &body)?;
         }
         Ok(())
@@ -520,7 +542,10 @@ mod tests {
         disk.sync().unwrap();
         // A torn record at the end.
         let path = dir.path().join(LOG_FILE);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(file);
 

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use raft::eraftpb::Message;
 
 use super::wire::{self, ControllerAnswer, ControllerCall, QuorumHeader};
-use crate::runtime::net::{Stream, StreamReader};
 use crate::runtime;
+use crate::runtime::net::{Stream, StreamReader};
 
 /// Raft messages queued for one peer at most; older ones are dropped past it (a paused peer
 /// must not make the queue grow without bound; Raft sends again what matters).

@@ -124,7 +124,10 @@ pub fn decode_messages(bytes: &[u8]) -> Result<(QuorumHeader, Vec<Message>), Str
         messages.push(message);
     }
     if !cursor.bytes.is_empty() {
-        return Err(format!("{} bytes after the last message", cursor.bytes.len()));
+        return Err(format!(
+            "{} bytes after the last message",
+            cursor.bytes.len()
+        ));
     }
     Ok((
         QuorumHeader {
@@ -171,21 +174,36 @@ pub enum ControllerCall {
     },
     /// The quorum as the leader sees it (DescribeQuorum).
     DescribeQuorum,
+    /// Before a node joins the quorum: is its id held by another live broker?
+    CheckId {
+        registration: Registration,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ControllerAnswer {
     /// This node is not the active controller; it names the one it knows of.
-    NotController { leader: Option<i32> },
-    Registered { epoch: u64 },
+    NotController {
+        leader: Option<i32>,
+    },
+    Registered {
+        epoch: u64,
+    },
     /// Another live broker at another address has this node id.
-    DuplicateId { host: String, port: u16 },
+    DuplicateId {
+        host: String,
+        port: u16,
+    },
+    /// No other live broker has this node id.
+    IdFree,
     /// The caller's cluster id or voter list is not the controller's.
     Mismatch(String),
     Heartbeat(HeartbeatAnswer),
     /// The outcomes, and the metadata log index that holds the change (0 if none).
     Control(Vec<ControlOutcome>, u64),
-    ProducerIds { start: i64 },
+    ProducerIds {
+        start: i64,
+    },
     Quorum(super::node::QuorumStatus),
     Failed(String),
 }

@@ -638,6 +638,13 @@ impl PartitionLog {
         self.state.borrow_mut().config = config;
     }
 
+    /// The leader epoch the controller gave this partition: stamped on batches appended from
+    /// now on and checked against clients' `current_leader_epoch`. Never goes back.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        let mut state = self.state.borrow_mut();
+        state.leader_epoch = state.leader_epoch.max(epoch);
+    }
+
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
     }

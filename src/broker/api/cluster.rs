@@ -14,7 +14,10 @@ use super::{advertised, str_bytes};
 use crate::broker::shard::{Shard, ShardReply, ShardRequest};
 use crate::cluster::wire::{ControllerAnswer, ControllerCall};
 use crate::protocol::error_code as code;
-use crate::protocol::{DESCRIBE_CLUSTER_TAG_SHARDS as TAG_SHARDS, DESCRIBE_CLUSTER_TAG_SHUTTING_DOWN as TAG_SHUTTING_DOWN};
+use crate::protocol::{
+    DESCRIBE_CLUSTER_TAG_SHARDS as TAG_SHARDS,
+    DESCRIBE_CLUSTER_TAG_SHUTTING_DOWN as TAG_SHUTTING_DOWN,
+};
 
 /// The metadata log's name in DescribeQuorum, as Kafka's.
 const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -32,11 +35,7 @@ pub(super) fn describe_cluster(
         response.endpoint_type = 1;
     }
     let with_fenced = version >= 2 && request.include_fenced_brokers;
-    for registration in image
-        .brokers
-        .values()
-        .filter(|b| with_fenced || !b.fenced)
-    {
+    for registration in image.brokers.values().filter(|b| with_fenced || !b.fenced) {
         let mut broker = m::describe_cluster_response::DescribeClusterBroker::default();
         broker.broker_id = BrokerId(registration.id);
         broker.host = str_bytes(&registration.host);

@@ -54,7 +54,10 @@ pub(super) fn serve(
         wire::CONTROLLER_API_KEY => {
             let call: ControllerCall = wire::decode_json(&body)?;
             Ok(runtime::spawn_task(async move {
-                let answer = match shard.call(0, ShardRequest::Controller(Box::new(call))).await {
+                let answer = match shard
+                    .call(0, ShardRequest::Controller(Box::new(call)))
+                    .await
+                {
                     ShardReply::Controller(answer) => *answer,
                     ShardReply::Failed(why) => ControllerAnswer::Failed(why),
                     _ => ControllerAnswer::Failed("unexpected reply".into()),

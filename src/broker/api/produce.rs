@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{self as m, TopicName};
+use kafka_protocol::messages::{self as m, BrokerId, TopicName};
 
 use super::str_bytes;
 use crate::broker::ops;
@@ -146,6 +146,7 @@ pub(super) async fn produce_start(
         }
         let mut response = m::ProduceResponse::default();
         let mut topics: BTreeMap<String, Vec<ops::ProduceResult>> = BTreeMap::new();
+        let mut hinted = std::collections::BTreeSet::new();
         for result in results {
             topics.entry(result.topic.clone()).or_default().push(result);
         }
@@ -181,9 +182,31 @@ pub(super) async fn produce_start(
                         })
                         .collect();
                 }
+                if version >= 10 && r.error_code == code::NOT_LEADER_OR_FOLLOWER {
+                    // KIP-951: where the partition went, so the client need not ask Metadata.
+                    if let Some(state) = image.partition(&name, r.partition) {
+                        if let Some(leader) = image.live_broker(state.leader) {
+                            p.current_leader.leader_id = BrokerId(leader.id);
+                            p.current_leader.leader_epoch = state.leader_epoch;
+                            hinted.insert(leader.id);
+                        }
+                    }
+                }
                 topic.partition_responses.push(p);
             }
             response.responses.push(topic);
+        }
+        if version >= 10 {
+            for id in hinted {
+                if let Some(broker) = image.live_broker(id) {
+                    let mut endpoint = m::produce_response::NodeEndpoint::default();
+                    endpoint.node_id = BrokerId(broker.id);
+                    endpoint.host = str_bytes(&broker.host);
+                    endpoint.port = i32::from(broker.port);
+                    endpoint.rack = broker.rack.as_deref().map(str_bytes);
+                    response.node_endpoints.push(endpoint);
+                }
+            }
         }
         Some(response)
     })
