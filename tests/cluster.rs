@@ -599,9 +599,6 @@ fn a_consumer_group_spanning_three_brokers_splits_and_commits() {
 // Brokers killed, restarted and cut off.
 
 #[test]
-#[ignore = "broker bug: a broker restarted on its port after kill -9 exits with 'cannot listen on \
-            ... Address already in use' for about 60 s (its start-up port probe collides with the \
-            killed process's connections in TIME-WAIT / FIN-WAIT-2)"]
 fn with_one_broker_killed_the_others_keep_the_quorum() {
     let mut cluster = Cluster::start(3, &[]);
     let all = cluster.ids();
@@ -746,9 +743,6 @@ fn the_controller_killed_a_new_one_takes_over() {
 }
 
 #[test]
-#[ignore = "broker bug: a broker restarted on its port after kill -9 exits with 'cannot listen on \
-            ... Address already in use' for about 60 s (its start-up port probe collides with the \
-            killed process's connections in TIME-WAIT / FIN-WAIT-2)"]
 fn a_controller_kill_loop_never_loses_an_acknowledged_topic() {
     let mut cluster = Cluster::start(3, &[]);
     let all = cluster.ids();
@@ -879,9 +873,6 @@ fn a_stopped_broker_exits_0_and_leaves_the_cluster() {
 }
 
 #[test]
-#[ignore = "broker bug: a broker restarted on its port after a clean stop exits with 'cannot \
-            listen on ... Address already in use' for about 60 s (its start-up port probe \
-            collides with its previous run's connections in TIME-WAIT)"]
 fn a_broker_stopped_cleanly_starts_again_on_its_port_at_once() {
     let mut cluster = Cluster::start(3, &[]);
     let status = cluster.stop(1);

@@ -71,10 +71,18 @@ pub fn run(
     // Every port is checked before anything starts, so a broker that cannot have one stops
     // at once with a message naming the key (and a second broker on the same port is caught:
     // the listener's SO_REUSEPORT would otherwise let it share the port).
-    probe_port(bind, &format!("listeners ({listener})"))?;
-    if let Some(address) = config.metrics_listener {
-        probe_port(address, "metrics.listener")?;
-    }
+    let kafka_key = format!("listeners ({listener})");
+    refuse_if_served(bind, &kafka_key)?;
+    let first_socket = Listener::bind_socket(bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind} ({kafka_key}): {e}"))?;
+    let metrics_socket =
+        match config.metrics_listener {
+            Some(address) => Some(std::net::TcpListener::bind(address).map_err(|e| {
+                anyhow::anyhow!("cannot listen on {address} (metrics.listener): {e}")
+            })?),
+            None => None,
+        };
+    let sockets = Arc::new(std::sync::Mutex::new(Some((first_socket, metrics_socket))));
     let spec = ShardSpec {
         count: config.num_shards,
         pinning: config.shard_pinning,
@@ -95,7 +103,13 @@ pub fn run(
         let seed = seed.clone();
         let stop = stop.clone();
         let on_ready = on_ready.clone();
-        move || run_shard(id, config, seed, bind, stop, on_ready)
+        // Shard 0 takes the sockets bound above; the others bind their own on its port.
+        let sockets = if id == 0 {
+            sockets.lock().ok().and_then(|mut s| s.take())
+        } else {
+            None
+        };
+        move || run_shard(id, config, seed, bind, sockets, stop, on_ready)
     })
 }
 
@@ -104,6 +118,7 @@ async fn run_shard(
     config: Arc<BrokerConfig>,
     seed: MeshSeed<ShardRequest, shard::ShardReply>,
     bind: SocketAddr,
+    sockets: Option<(std::net::TcpListener, Option<std::net::TcpListener>)>,
     stop: Arc<AtomicBool>,
     on_ready: Arc<dyn Fn(Listening) + Send + Sync>,
 ) -> anyhow::Result<()> {
@@ -123,15 +138,14 @@ async fn run_shard(
     if id == 0 {
         // The quorum's traffic shares the Kafka port: shard 0 listens from the start, and
         // clients' requests wait there until this broker has joined the cluster.
-        let listener =
-            Listener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let (kafka_socket, metrics_socket) =
+            sockets.ok_or_else(|| anyhow::anyhow!("shard 0 started without its sockets"))?;
+        let listener = Listener::from_socket(kafka_socket);
         let local = listener.local_addr()?;
         shard.port.set(local.port());
-        let metrics = match config.metrics_listener {
-            Some(address) => {
-                let endpoint = Listener::bind_exclusive(address).map_err(|e| {
-                    anyhow::anyhow!("cannot listen on {address} (metrics.listener): {e}")
-                })?;
+        let metrics = match metrics_socket {
+            Some(socket) => {
+                let endpoint = Listener::from_socket(socket);
                 let bound = endpoint.local_addr()?;
                 tracing::info!(address = %bound, "metrics endpoint ready");
                 runtime::spawn(metrics::run_endpoint(shard.clone(), endpoint));
@@ -139,7 +153,16 @@ async fn run_shard(
             }
             None => None,
         };
-        let node = crate::cluster::Node::open(config.clone())?;
+        let node = match crate::cluster::Node::open(config.clone()) {
+            Ok(node) => node,
+            Err(e) => {
+                // The other shards wait for this one's word: tell them to stop.
+                for peer in 1..count {
+                    shard.call(peer, ShardRequest::Stop).await;
+                }
+                return Err(e);
+            }
+        };
         let _ = shard.cluster.set(node.clone());
         node.check_id(&shard).await;
         node.start(&shard);
@@ -217,15 +240,27 @@ async fn run_shard(
     Ok(())
 }
 
-/// Fails when `address` cannot be bound (in use, not local, no permission). Port 0 always
-/// binds. The probe holds the port only for the check.
-fn probe_port(address: SocketAddr, key: &str) -> anyhow::Result<()> {
+/// Fails when something already accepts connections at `address` (for a wildcard address,
+/// on loopback). The listener's SO_REUSEPORT would let a second broker of the same user bind
+/// the port and silently take half its connections; a bind probe cannot tell that apart from
+/// the lingering connections of this broker's previous run, a connection attempt can.
+fn refuse_if_served(address: SocketAddr, key: &str) -> anyhow::Result<()> {
     if address.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(address)
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {address} ({key}): {e}"))
+    let mut target = address;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+        Ok(_) => anyhow::bail!(
+            "cannot listen on {address} ({key}): Address already in use (another process is listening there)"
+        ),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Tells every peer this shard will call on no one again (`ShardRequest::Drained`).

@@ -403,13 +403,34 @@ impl Node {
     async fn run_ticks(self: Rc<Self>) {
         let interval =
             Duration::from_millis(self.config.controller_quorum_heartbeat_interval_ms.max(1));
+        let mut last_tick = Instant::now();
         loop {
             runtime::sleep(interval).await;
+            let stalled = last_tick.elapsed();
+            last_tick = Instant::now();
             self.quorum.borrow_mut().tick();
+            if self.is_leader() && stalled > interval * 5 {
+                // This process was not running (paused, or starved of CPU): the brokers may
+                // have heartbeated all along, unheard. Give them a whole session again rather
+                // than fence them all for this node's own stall.
+                tracing::warn!(
+                    stalled_ms = stalled.as_millis() as u64,
+                    "the controller was stalled; broker leases restart"
+                );
+                self.leases
+                    .borrow_mut()
+                    .take_over(&self.state(), self.now_ms());
+            }
             if self.is_leader() {
                 let state = self.state();
+                // Never this node's own broker: its heartbeats come from this very process, so
+                // a late one means this controller was stalled too, not that the broker is gone.
                 let expired = self.leases.borrow().expired(&state, self.now_ms());
-                for record in expired {
+                let me = self.me;
+                for record in expired
+                    .into_iter()
+                    .filter(|r| !matches!(r, MetadataRecord::FenceBroker { id, .. } if *id == me))
+                {
                     if let MetadataRecord::FenceBroker { id, .. } = &record {
                         tracing::warn!(broker = id, "broker lease ran out; fencing it");
                     }

@@ -14,22 +14,40 @@ pub struct Listener {
 impl Listener {
     /// Binds with SO_REUSEPORT, so every shard can listen on the same port and the kernel spreads
     /// connections over them.
+    /// SO_REUSEADDR too, so a broker restarted at once gets its port back although the
+    /// connections of its previous run linger in TIME_WAIT or FIN_WAIT.
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
-        glommio::net::TcpListener::bind(addr)
-            .map(|inner| Listener { inner })
-            .map_err(io::Error::from)
+        Ok(Listener::from_socket(Listener::bind_socket(addr)?))
+    }
+
+    /// The socket `bind` makes, bound and listening, for a thread that has no runtime yet
+    /// (so start-up can fail before any shard runs); `from_socket` takes it on a shard.
+    pub fn bind_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    }
+
+    pub fn from_socket(listener: std::net::TcpListener) -> Listener {
+        use std::os::unix::io::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor is a bound, listening TCP socket that `listener` gives up
+        // ownership of here; glommio's listener owns and closes it from now on.
+        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        Listener { inner }
     }
 
     /// Binds without SO_REUSEPORT, for a listener only one shard serves (the metrics
     /// endpoint): a second process asking for the same port then fails at start instead of
     /// silently getting half the connections.
     pub fn bind_exclusive(addr: SocketAddr) -> io::Result<Listener> {
-        use std::os::unix::io::{FromRawFd, IntoRawFd};
-        let listener = std::net::TcpListener::bind(addr)?;
-        // SAFETY: the descriptor is a bound, listening TCP socket that `listener` gives up
-        // ownership of here; glommio's listener owns and closes it from now on.
-        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
-        Ok(Listener { inner })
+        Ok(Listener::from_socket(std::net::TcpListener::bind(addr)?))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
