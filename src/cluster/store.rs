@@ -85,12 +85,11 @@ impl LogStore {
         let snapshot_index = core.snapshot.get_metadata().index;
         // Only a contiguous run right after the snapshot is a log; anything after a gap (a
         // damaged file) is not trusted, and Raft fetches it again from the leader.
-        let mut expected = snapshot_index + 1;
-        for entry in stored
+        let after_snapshot = stored
             .entries
             .into_iter()
-            .filter(|e| e.index > snapshot_index)
-        {
+            .filter(|e| e.index > snapshot_index);
+        for (expected, entry) in (snapshot_index + 1..).zip(after_snapshot) {
             if entry.index != expected {
                 tracing::warn!(
                     expected,
@@ -99,7 +98,6 @@ impl LogStore {
                 );
                 break;
             }
-            expected += 1;
             core.entries.push(entry);
         }
         core.hard_state = stored.hard_state;
@@ -520,11 +518,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.set_data(data.to_vec().into());
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -533,9 +532,11 @@ mod tests {
         let mut disk = FileDisk::new(dir.path());
         disk.append(&[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")])
             .unwrap();
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.commit = 1;
+        let hs = HardState {
+            term: 2,
+            commit: 1,
+            ..Default::default()
+        };
         disk.set_hard_state(&hs).unwrap();
         // A new leader overwrites from index 2.
         disk.append(&[entry(2, 2, b"B")]).unwrap();

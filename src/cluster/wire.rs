@@ -228,10 +228,12 @@ mod tests {
             cluster_id: "c".into(),
             voters: vec![0, 1, 2],
         };
-        let mut message = Message::default();
-        message.to = 1;
-        message.from = 3;
-        message.term = 9;
+        let message = Message {
+            to: 1,
+            from: 3,
+            term: 9,
+            ..Default::default()
+        };
         let body = encode_messages(&header, &[message.clone(), message.clone()]);
         let (got, messages) = decode_messages(&body).unwrap();
         assert_eq!(got, header);
