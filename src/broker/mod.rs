@@ -1,7 +1,9 @@
 //! The broker: shards that own partitions, speak Kafka on every core, and pass messages.
 //!
-//! Start-up: every port is probed first (a taken one stops the broker at once); every shard
-//! joins the mesh; shard 0 binds the listener and starts the cluster node (`crate::cluster`):
+//! Start-up: the Kafka listener and the metrics endpoint are bound in the main thread first
+//! (a port that cannot be had stops the broker at once, naming the key; a port another
+//! process serves is refused even though SO_REUSEPORT would share it); every shard joins the
+//! mesh; shard 0 takes those sockets and starts the cluster node (`crate::cluster`):
 //! the quorum voter, whose traffic shares the port, and this broker's registration. Each
 //! metadata state the node applies is published to every shard, which opens (recovers) the
 //! partitions it holds. Once the broker is registered and unfenced, shard 0 tells the others
@@ -240,27 +242,96 @@ async fn run_shard(
     Ok(())
 }
 
-/// Fails when something already accepts connections at `address` (for a wildcard address,
-/// on loopback). The listener's SO_REUSEPORT would let a second broker of the same user bind
-/// the port and silently take half its connections; a bind probe cannot tell that apart from
-/// the lingering connections of this broker's previous run, a connection attempt can.
+/// Fails when a socket on this machine already listens on `address`'s port (on that address
+/// or a wildcard one). The listener's SO_REUSEPORT would let a second broker of the same user
+/// bind the port and silently take half its connections, and a bind probe cannot tell that
+/// apart from the lingering connections of this broker's previous run; the kernel's table of
+/// sockets (`/proc/net/tcp`, `tcp6`) can.
 fn refuse_if_served(address: SocketAddr, key: &str) -> anyhow::Result<()> {
     if address.port() == 0 {
         return Ok(());
     }
-    let mut target = address;
-    if target.ip().is_unspecified() {
-        target.set_ip(match target {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+    // A broker killed a moment ago leaves its listeners behind for tens of milliseconds,
+    // owned by no process (its io_uring is torn down after it exits): wait for those to go.
+    let deadline = Instant::now() + ORPHAN_LISTENER_WAIT;
+    loop {
+        let listeners = listening_sockets(address);
+        if listeners.is_empty() {
+            return Ok(());
+        }
+        if listeners.iter().any(|inode| socket_owned(inode)) || Instant::now() >= deadline {
+            anyhow::bail!(
+                "cannot listen on {address} ({key}): Address already in use (another process is listening on port {})",
+                address.port()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
-        Ok(_) => anyhow::bail!(
-            "cannot listen on {address} ({key}): Address already in use (another process is listening there)"
-        ),
-        Err(_) => Ok(()),
-    }
+}
+
+/// How long start-up waits for the listeners of a killed process to disappear.
+const ORPHAN_LISTENER_WAIT: Duration = Duration::from_secs(3);
+
+/// The inodes of the sockets listening on `address`'s port (see `listening_on`).
+fn listening_sockets(address: SocketAddr) -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|line| listening_on(line, address))
+                .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether some process (that this one may look into) holds the socket with this inode.
+fn socket_owned(inode: &str) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    processes.flatten().any(|process| {
+        std::fs::read_dir(process.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+            })
+        })
+    })
+}
+
+/// Whether a `/proc/net/tcp`-format table has a listening socket on `address`'s port at that
+/// address or at a wildcard one (or, for a wildcard `address`, at any).
+fn listening_on(table: &str, address: SocketAddr) -> bool {
+    const LISTEN: &str = "0A";
+    table.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+            return false;
+        };
+        let Some((ip_hex, port_hex)) = local.split_once(':') else {
+            return false;
+        };
+        if *state != LISTEN || u16::from_str_radix(port_hex, 16).ok() != Some(address.port()) {
+            return false;
+        }
+        let wildcard = ip_hex.chars().all(|c| c == '0');
+        if wildcard || address.ip().is_unspecified() {
+            return true;
+        }
+        match address.ip() {
+            // IPv4 entries are the address's bytes read as a little-endian number.
+            std::net::IpAddr::V4(ip) => {
+                ip_hex.len() == 8
+                    && u32::from_str_radix(ip_hex, 16)
+                        .is_ok_and(|raw| std::net::Ipv4Addr::from(raw.swap_bytes()) == ip)
+            }
+            // A specific IPv6 listener on the port: taken as a conflict.
+            std::net::IpAddr::V6(_) => ip_hex.len() == 32,
+        }
+    })
 }
 
 /// Tells every peer this shard will call on no one again (`ShardRequest::Drained`).
@@ -327,5 +398,30 @@ async fn accept_loop(shard: &Rc<Shard>, listener: Listener) {
                 runtime::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_on;
+
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000\n\
+   1: 0100007F:4A94 00000000:0000 0A 00000000:00000000\n\
+   2: 0100007F:2384 0100007F:9C40 01 00000000:00000000\n";
+
+    #[test]
+    fn listeners_are_found_by_port_and_address_in_the_kernel_table() {
+        // 0x07E8 = 2024 on every address; 0x4A94 = 19092 on 127.0.0.1; 0x2384 = 9092 only
+        // as the local end of an established connection.
+        assert!(listening_on(TABLE, "127.0.0.1:2024".parse().unwrap()));
+        assert!(listening_on(TABLE, "127.0.0.1:19092".parse().unwrap()));
+        assert!(listening_on(TABLE, "0.0.0.0:19092".parse().unwrap()));
+        assert!(!listening_on(TABLE, "127.0.0.2:19092".parse().unwrap()));
+        assert!(!listening_on(TABLE, "127.0.0.1:9092".parse().unwrap()));
+        assert!(!listening_on(
+            "garbage\n1: x 0A",
+            "127.0.0.1:9092".parse().unwrap()
+        ));
     }
 }

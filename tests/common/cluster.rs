@@ -248,6 +248,28 @@ pub fn reserve_ports(count: usize) -> Vec<TcpListener> {
         .collect()
 }
 
+/// `count` free ports, held for as long as the sockets live: bound with SO_REUSEPORT but not
+/// listening, so the brokers (which bind with SO_REUSEPORT too) can listen on them, while no
+/// other socket of any test gets one, even when its broker is down between a kill and a
+/// restart.
+pub fn hold_ports(count: usize) -> Vec<socket2::Socket> {
+    (0..count)
+        .map(|_| {
+            let socket = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )
+            .expect("socket");
+            socket.set_reuse_address(true).expect("SO_REUSEADDR");
+            socket.set_reuse_port(true).expect("SO_REUSEPORT");
+            let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+            socket.bind(&any.into()).expect("bind a free port");
+            socket
+        })
+        .collect()
+}
+
 pub fn port_of(listener: &TcpListener) -> u16 {
     listener.local_addr().expect("local address").port()
 }
@@ -421,6 +443,8 @@ pub struct Cluster {
     /// `links[i][j]` carries broker i's connections to broker j (`None` on the diagonal).
     links: Vec<Vec<Option<Link>>>,
     overrides: Vec<(String, String)>,
+    /// The brokers' ports, held for the cluster's life (`hold_ports`).
+    _held: Vec<socket2::Socket>,
 }
 
 impl Cluster {
@@ -458,10 +482,20 @@ impl Cluster {
     fn prepare(size: usize, overrides: Vec<(String, String)>) -> Cluster {
         assert!(size > 0, "a cluster has at least one broker");
         let dir = tempfile::tempdir().expect("cluster directory");
-        // The brokers' ports stay bound while the proxies pick theirs, so that no proxy gets
-        // one of them; they are released just before the brokers start.
-        let reserved = reserve_ports(size);
-        let ports: Vec<u16> = reserved.iter().map(port_of).collect();
+        // The brokers' ports stay held for the cluster's life, so that no proxy (nor any
+        // other test's socket) gets one, even while its broker is down for a restart.
+        let held = hold_ports(size);
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|socket| {
+                socket
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .expect("bound address")
+                    .port()
+            })
+            .collect();
         let links: Vec<Vec<Option<Link>>> = (0..size)
             .map(|from| {
                 (0..size)
@@ -471,7 +505,6 @@ impl Cluster {
                     .collect()
             })
             .collect();
-        drop(reserved);
         let members = (0..size)
             .map(|id| {
                 let voters: Vec<String> = (0..size)
@@ -495,6 +528,7 @@ impl Cluster {
             members,
             links,
             overrides,
+            _held: held,
         }
     }
 
