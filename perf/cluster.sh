@@ -38,12 +38,22 @@ start() {
   PIDS[$i]=$!
 }
 listening() { [ "$(grep -c '^shardlog broker listening' "$WORK/broker$1.out" 2>/dev/null)" -gt "$2" ]; }
+# Waits (30 s at most) until broker $1 has printed more than $2 listening lines.
+wait_listening() {
+  for _ in $(seq 1 3000); do
+    listening "$1" "$2" && return 0
+    sleep 0.01
+  done
+  echo "broker $1 did not get ready; its log:" >&2
+  tail -n 20 "$WORK/broker$1.err" >&2
+  exit 1
+}
 
 {
   echo "# perf/cluster.sh $(date -u +%FT%TZ), $(nproc) cores, three brokers of one shard on one host"
   t0=$(date +%s%N)
   for i in 0 1 2; do start "$i"; done
-  until listening 0 0 && listening 1 0 && listening 2 0; do sleep 0.005; done
+  for i in 0 1 2; do wait_listening "$i" 0; done
   t1=$(date +%s%N)
   echo "start: all three brokers joined $(( (t1 - t0) / 1000000 )) ms after launch (controller election included)"
 
@@ -61,7 +71,7 @@ listening() { [ "$(grep -c '^shardlog broker listening' "$WORK/broker$1.out" 2>/
     echo "failover $round: controller $controller killed; $("$BENCH" wait-controller "127.0.0.1:$((PORT_BASE + survivor))" "$controller")"
     before=$(grep -c '^shardlog broker listening' "$WORK/broker$controller.out")
     start "$controller"
-    until listening "$controller" "$before"; do sleep 0.01; done
+    wait_listening "$controller" "$before"
   done
 } | tee "$OUT"
 echo "results in ${OUT#"$ROOT"/}" >&2
