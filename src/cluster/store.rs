@@ -309,6 +309,20 @@ fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }
 
+/// Appends `entries` to `log`, replacing what it held from the first new index on (a new
+/// leader overwriting a suffix).
+fn append_overwriting(log: &mut Vec<Entry>, entries: Vec<Entry>) {
+    let Some(first) = entries.first().map(|e| e.index) else {
+        return;
+    };
+    let keep = log
+        .iter()
+        .position(|e| e.index >= first)
+        .unwrap_or(log.len());
+    log.truncate(keep);
+    log.extend(entries);
+}
+
 /// Replays records into `stored`; returns the length of the valid prefix.
 fn replay(bytes: &[u8], stored: &mut Stored) -> usize {
     let mut at = 0;
@@ -328,13 +342,7 @@ fn replay(bytes: &[u8], stored: &mut Stored) -> usize {
                 let Ok(entry) = Entry::parse_from_bytes(body) else {
                     break;
                 };
-                let keep = stored
-                    .entries
-                    .iter()
-                    .position(|e| e.index >= entry.index)
-                    .unwrap_or(stored.entries.len());
-                stored.entries.truncate(keep);
-                stored.entries.push(entry);
+                append_overwriting(&mut stored.entries, vec![entry]);
             }
             RECORD_HARD_STATE => {
                 let Ok(state) = HardState::parse_from_bytes(body) else {
@@ -480,17 +488,7 @@ impl Disk for MemDisk {
         let mut durable = self.durable.borrow_mut();
         for pending in self.pending.drain(..) {
             match pending {
-                Pending::Entries(entries) => {
-                    if let Some(first) = entries.first() {
-                        let keep = durable
-                            .entries
-                            .iter()
-                            .position(|e| e.index >= first.index)
-                            .unwrap_or(durable.entries.len());
-                        durable.entries.truncate(keep);
-                        durable.entries.extend(entries);
-                    }
-                }
+                Pending::Entries(entries) => append_overwriting(&mut durable.entries, entries),
                 Pending::HardState(state) => durable.hard_state = state,
             }
         }

@@ -22,22 +22,18 @@ pub(super) async fn list_offsets(
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         for p in &topic.partitions {
-            if !image.partition_exists(name, p.partition_index) {
+            let refused = if !image.partition_exists(name, p.partition_index) {
+                Some(code::UNKNOWN_TOPIC_OR_PARTITION)
+            } else if !image.leads(name, p.partition_index) {
+                Some(code::NOT_LEADER_OR_FOLLOWER)
+            } else {
+                None
+            };
+            if let Some(error_code) = refused {
                 results.push(ops::ListOffsetsResult {
                     topic: name.to_owned(),
                     partition: p.partition_index,
-                    error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
-                    timestamp: -1,
-                    offset: -1,
-                    leader_epoch: -1,
-                });
-                continue;
-            }
-            if !image.leads(name, p.partition_index) {
-                results.push(ops::ListOffsetsResult {
-                    topic: name.to_owned(),
-                    partition: p.partition_index,
-                    error_code: code::NOT_LEADER_OR_FOLLOWER,
+                    error_code,
                     timestamp: -1,
                     offset: -1,
                     leader_epoch: -1,
